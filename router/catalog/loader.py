@@ -1,0 +1,406 @@
+"""Load a catalog YAML file into a `Catalog`, refusing bad input with `file:line: message`.
+
+YAML is composed into nodes first so that every key and list item keeps its
+line; pydantic and the cross-reference checks report against those lines.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from router.catalog.model import (
+    DEFAULT_IMAGE,
+    DEFAULT_KEEP_ALIVE,
+    DEFAULT_NUM_PARALLEL,
+    Catalog,
+    CatalogSpec,
+    Container,
+    ContainerSpec,
+    DefaultsSpec,
+    Model,
+    ModelSpec,
+)
+from router.catalog.names import InvalidModelName, parse_model_name
+
+Path_ = tuple[str | int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    path: str
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: {self.message}"
+
+
+class CatalogError(Exception):
+    """One or more problems that make the catalog unusable."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = sorted(problems, key=lambda p: p.line)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+@dataclass(frozen=True, slots=True)
+class LoadResult:
+    catalog: Catalog
+    warnings: list[Problem]
+
+
+# ---------------------------------------------------------------------------
+# YAML with line marks
+
+
+def _walk(node: yaml.Node, path: Path_, lines: dict[Path_, int], dupes: list[tuple[Path_, int]]) -> None:
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key_node, value_node in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node.start_mark)
+            child = (*path, key)
+            if key in seen:
+                dupes.append((child, key_node.start_mark.line + 1))
+            seen.add(key)
+            lines[child] = key_node.start_mark.line + 1
+            _walk(value_node, child, lines, dupes)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            child = (*path, index)
+            lines[child] = item.start_mark.line + 1
+            _walk(item, child, lines, dupes)
+
+
+class _Lines:
+    """Line numbers by path into the document, falling back to the nearest parent."""
+
+    def __init__(self, lines: dict[Path_, int]) -> None:
+        self._lines = lines
+
+    def __call__(self, *path: str | int) -> int:
+        best, current = 1, ()
+        for part in path:
+            candidate = (*current, str(part) if not isinstance(part, int) else part)
+            if candidate not in self._lines:
+                continue  # pydantic inserts type names into union locs
+            current = candidate
+            best = self._lines[current]
+        return best
+
+
+def _parse_yaml(text: str, file: str) -> tuple[Any, _Lines]:
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.load(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else 1
+        what = exc.problem or exc.context or "invalid YAML"
+        raise CatalogError([Problem(file, line, f"YAML syntax error: {what}")]) from None
+    except yaml.YAMLError as exc:
+        raise CatalogError([Problem(file, 1, f"YAML error: {exc}")]) from None
+    lines: dict[Path_, int] = {}
+    dupes: list[tuple[Path_, int]] = []
+    if node is not None:
+        _walk(node, (), lines, dupes)
+    if dupes:
+        raise CatalogError(
+            [Problem(file, line, f"duplicate key '{path[-1]}'") for path, line in dupes]
+        )
+    return data, _Lines(lines)
+
+
+# ---------------------------------------------------------------------------
+# pydantic errors to file:line
+
+
+def _describe(error: Any) -> str:
+    loc = [str(p) for p in error["loc"] if not str(p).startswith(("list[", "dict[", "str", "int"))]
+    where = ".".join(loc) if loc else "catalog"
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return f"unknown key '{loc[-1]}'" + (f" in {'.'.join(loc[:-1])}" if len(loc) > 1 else "")
+    if kind == "missing":
+        return f"missing required key '{loc[-1]}'" + (f" in {'.'.join(loc[:-1])}" if len(loc) > 1 else "")
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"{where}: {message}"
+
+
+def _schema_problems(exc: ValidationError, file: str, line: _Lines) -> list[Problem]:
+    problems: dict[tuple[int, str], Problem] = {}
+    for error in exc.errors():
+        problem = Problem(file, line(*error["loc"]), _describe(error))
+        problems.setdefault((problem.line, problem.message), problem)
+    return list(problems.values())
+
+
+# ---------------------------------------------------------------------------
+# cross-reference checks
+
+
+def _merge(defaults: DefaultsSpec, spec: ContainerSpec, name: str) -> Container:
+    env = {**(defaults.env or {}), **(spec.env or {})}
+    command = spec.command if spec.command is not None else defaults.command
+    if isinstance(command, str):
+        command = command.split()
+    managed = spec.url is None
+    url = spec.url.rstrip("/") if spec.url else f"http://127.0.0.1:{spec.port}"
+    return Container(
+        name=name,
+        url=url,
+        managed=managed,
+        gpus=tuple(spec.gpus or ()),
+        port=spec.port,
+        image=spec.image or defaults.image or DEFAULT_IMAGE,
+        command=tuple(command or ()),
+        env=tuple(sorted((k, _env_value(v)) for k, v in env.items())),
+        volumes=tuple(spec.volumes if spec.volumes is not None else defaults.volumes or ()),
+        network=spec.network or defaults.network or "host",
+        num_parallel=spec.num_parallel or defaults.num_parallel or DEFAULT_NUM_PARALLEL,
+        keep_alive=_first(spec.keep_alive, defaults.keep_alive, DEFAULT_KEEP_ALIVE),
+        max_loaded_models=_first(spec.max_loaded_models, defaults.max_loaded_models, None),
+    )
+
+
+def _first(*values: Any) -> Any:
+    return next((v for v in values if v is not None), None)
+
+
+def _env_value(value: str | int | float | bool) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    return str(value)
+
+
+def _check_containers(spec: CatalogSpec, file: str, line: _Lines) -> tuple[list[Problem], list[Problem]]:
+    errors: list[Problem] = []
+    warnings: list[Problem] = []
+    ports: dict[int, str] = {}
+    gpu_owner: dict[int, str] = {}
+    for name, container in spec.containers.items():
+        if not name or not all(c.isalnum() or c in "-_." for c in name):
+            errors.append(Problem(file, line("containers", name), f"container name '{name}' may hold only letters, digits, '-', '_' and '.'"))
+        if container.url is not None:
+            clashing = [k for k in ("gpus", "image", "command", "volumes", "network") if getattr(container, k) is not None]
+            if clashing:
+                errors.append(Problem(file, line("containers", name, "url"),
+                                      f"container '{name}' has a url (not managed here) and also {', '.join(clashing)}: a remote container is not provisioned, drop one"))
+            if not container.url.startswith(("http://", "https://")):
+                errors.append(Problem(file, line("containers", name, "url"), f"url '{container.url}' must start with http:// or https://"))
+        elif container.port is None:
+            errors.append(Problem(file, line("containers", name),
+                                  f"container '{name}' needs a port (where its Ollama listens) or a url (a server that runs elsewhere)"))
+        for index, gpu in enumerate(container.gpus or ()):
+            if gpu < 0:
+                errors.append(Problem(file, line("containers", name, "gpus", index), f"GPU index {gpu} is negative"))
+            elif gpu in gpu_owner:
+                warnings.append(Problem(file, line("containers", name, "gpus", index),
+                                        f"GPU {gpu} is shared by containers '{gpu_owner[gpu]}' and '{name}'"))
+            else:
+                gpu_owner[gpu] = name
+        if container.port is not None:
+            if container.port in ports:
+                errors.append(Problem(file, line("containers", name, "port"),
+                                      f"port {container.port} is already used by container '{ports[container.port]}'"))
+            else:
+                ports[container.port] = name
+    return errors, warnings
+
+
+def _check_models(spec: CatalogSpec, file: str, line: _Lines) -> tuple[list[Problem], dict[str, str]]:
+    """Names, container references, aliases. Returns problems and raw tag -> model key."""
+    errors: list[Problem] = []
+    keys: dict[str, str] = {}
+    key_owner: dict[str, str] = {}
+    for tag, model in spec.models.items():
+        try:
+            key = parse_model_name(tag).key
+        except InvalidModelName as exc:
+            errors.append(Problem(file, line("models", tag), f"'{tag}' is not a valid Ollama model name ({exc})"))
+            continue
+        if key in key_owner:
+            errors.append(Problem(file, line("models", tag), f"model '{tag}' is the same model as '{key_owner[key]}'"))
+            continue
+        key_owner[key] = tag
+        keys[tag] = key
+        for index, container in enumerate(model.containers):
+            if container not in spec.containers:
+                errors.append(Problem(file, line("models", tag, "containers", index),
+                                      f"model '{tag}' names container '{container}', which is not in containers:"))
+        for name, count in Counter(model.containers).items():
+            if count > 1:
+                errors.append(Problem(file, line("models", tag, "containers"), f"container '{name}' is listed twice for model '{tag}'"))
+
+    alias_owner: dict[str, str] = {}
+    for tag, model in spec.models.items():
+        for index, alias in enumerate(model.aliases):
+            where = line("models", tag, "aliases", index)
+            alias_lower = alias.strip().lower()
+            try:
+                alias_key = parse_model_name(alias).key
+            except InvalidModelName:
+                alias_key = None
+            clash_model = next((t for t, k in keys.items() if t.lower() == alias_lower or k == alias_key), None)
+            if not alias_lower:
+                errors.append(Problem(file, where, "empty alias"))
+            elif clash_model is not None:
+                errors.append(Problem(file, where, f"alias '{alias}' is the name of model '{clash_model}'"))
+            elif alias_lower in alias_owner or (alias_key and alias_key in alias_owner):
+                other = alias_owner.get(alias_lower) or alias_owner.get(alias_key or "")
+                errors.append(Problem(file, where, f"alias '{alias}' is already an alias of model '{other}'"))
+            else:
+                alias_owner[alias_lower] = tag
+                if alias_key:
+                    alias_owner[alias_key] = tag
+    return errors, keys
+
+
+def _check_fallbacks(spec: CatalogSpec, keys: dict[str, str], file: str, line: _Lines) -> tuple[list[Problem], dict[str, tuple[str, ...]]]:
+    errors: list[Problem] = []
+    tag_by_key = {k: t for t, k in keys.items()}
+    graph: dict[str, tuple[str, ...]] = {}
+    for tag, model in spec.models.items():
+        if tag not in keys:
+            continue
+        targets: list[str] = []
+        for index, fallback in enumerate(model.fallback):
+            try:
+                target = parse_model_name(fallback).key
+            except InvalidModelName:
+                target = None
+            if target is None or target not in tag_by_key:
+                errors.append(Problem(file, line("models", tag, "fallback", index),
+                                      f"fallback '{fallback}' of model '{tag}' is not a model in this catalog"))
+            elif target == keys[tag]:
+                errors.append(Problem(file, line("models", tag, "fallback", index), f"model '{tag}' falls back to itself"))
+            else:
+                targets.append(target)
+        graph[keys[tag]] = tuple(targets)
+
+    # A cycle is reported once, at the fallback entry that closes it.
+    state: dict[str, int] = {}
+
+    def visit(key: str, trail: list[str]) -> None:
+        state[key] = 1
+        for index, target in enumerate(graph.get(key, ())):
+            if state.get(target) == 1:
+                cycle = [*trail[trail.index(target):], key, target] if target in trail else [key, target]
+                names = " -> ".join(tag_by_key[k] for k in cycle)
+                tag = tag_by_key[key]
+                fb_index = next(i for i, f in enumerate(spec.models[tag].fallback) if _key(f) == target)
+                errors.append(Problem(file, line("models", tag, "fallback", fb_index), f"fallback cycle: {names}"))
+            elif state.get(target) is None:
+                visit(target, [*trail, key])
+        state[key] = 2
+
+    for key in graph:
+        if key not in state:
+            visit(key, [])
+    return errors, graph
+
+
+def _key(name: str) -> str | None:
+    try:
+        return parse_model_name(name).key
+    except InvalidModelName:
+        return None
+
+
+def _default_capabilities(tag: str) -> tuple[str, ...]:
+    return ("embedding",) if "embed" in tag.lower() else ("completion",)
+
+
+def build_catalog(spec: CatalogSpec, file: str, line: _Lines) -> LoadResult:
+    container_errors, warnings = _check_containers(spec, file, line)
+    model_errors, keys = _check_models(spec, file, line)
+    fallback_errors, graph = _check_fallbacks(spec, keys, file, line)
+    errors = container_errors + model_errors + fallback_errors
+    if errors:
+        raise CatalogError(errors)
+
+    defaults = spec.defaults
+    containers = {name: _merge(defaults, c, name) for name, c in spec.containers.items()}
+    tag_by_key = {k: parse_model_name(t).display for t, k in keys.items()}
+    models: dict[str, Model] = {}
+    aliases: dict[str, str] = {}
+    for tag, model in spec.models.items():
+        key = keys[tag]
+        name = parse_model_name(tag)
+        first_container = containers[model.containers[0]]
+        models[key] = Model(
+            tag=name.display,
+            key=key,
+            containers=tuple(model.containers),
+            aliases=tuple(model.aliases),
+            fallback=tuple(tag_by_key[k] for k in graph[key]),
+            context_length=model.context_length,
+            keep_alive=_first(model.keep_alive, first_container.keep_alive, defaults.keep_alive, DEFAULT_KEEP_ALIVE),
+            owned_by=model.owned_by or name.owned_by,
+            capabilities=tuple(model.capabilities) if model.capabilities else _default_capabilities(tag),
+            description=model.description,
+        )
+        for alias in model.aliases:
+            aliases[alias.strip().lower()] = key
+            alias_key = _key(alias)
+            if alias_key:
+                aliases[alias_key] = key
+
+    used = {c for m in spec.models.values() for c in m.containers}
+    for name in spec.containers:
+        if name not in used:
+            warnings.append(Problem(file, line("containers", name), f"container '{name}' serves no model"))
+
+    catalog = Catalog(
+        path=file,
+        version=spec.version,
+        containers=containers,
+        models=models,
+        aliases=aliases,
+        router=spec.router.model_dump(exclude_none=True),
+    )
+    return LoadResult(catalog, sorted(warnings, key=lambda p: p.line))
+
+
+def parse_catalog(text: str, file: str = "<catalog>") -> LoadResult:
+    data, line = _parse_yaml(text, file)
+    if data is None:
+        raise CatalogError([Problem(file, 1, "the catalog is empty (expected version, containers and models)")])
+    if not isinstance(data, dict):
+        raise CatalogError([Problem(file, 1, "the catalog must be a mapping with version, containers and models")])
+    try:
+        spec = CatalogSpec.model_validate(data)
+    except ValidationError as exc:
+        raise CatalogError(_schema_problems(exc, file, line)) from None
+    return build_catalog(spec, file, line)
+
+
+def load_catalog(path: str | Path) -> LoadResult:
+    """Read and validate a catalog file; raises CatalogError with file:line problems."""
+    file = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise CatalogError([Problem(file, 0, "no such file")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CatalogError([Problem(file, 0, f"cannot read: {exc}")]) from None
+    return parse_catalog(text, file)
+
+
+__all__ = [
+    "Catalog",
+    "CatalogError",
+    "Container",
+    "LoadResult",
+    "Model",
+    "ModelSpec",
+    "Problem",
+    "load_catalog",
+    "parse_catalog",
+    "DEFAULT_NUM_PARALLEL",
+]

@@ -1,0 +1,57 @@
+"""Wire-level constants and error bodies shared by the router and the emulator.
+
+Pure helpers only: the emulator must stay a stand-alone Ollama, so nothing here
+knows about the catalog or the fleet (ollama-api.md 1.3, 9.1, 9.3).
+"""
+
+from __future__ import annotations
+
+import orjson
+
+JSON_UTF8 = "application/json; charset=utf-8"
+JSON = "application/json"
+NDJSON = "application/x-ndjson"
+SSE = "text/event-stream"
+TEXT_UTF8 = "text/plain; charset=utf-8"
+TEXT = "text/plain"
+
+OLLAMA_RUNNING = b"Ollama is running"
+BUSY_MESSAGE = "server busy, please try again.  maximum pending requests exceeded"
+
+
+def dumps(value: object) -> bytes:
+    return orjson.dumps(value)
+
+
+def openai_error_type(status: int) -> str:
+    """Ollama's mapping of a status to an OpenAI error `type` (9.3)."""
+    if status == 400:
+        return "invalid_request_error"
+    if status == 404:
+        return "not_found_error"
+    return "api_error"
+
+
+def native_error_body(message: str, **extra: object) -> bytes:
+    """`{"error": "..."}` without a trailing newline."""
+    return orjson.dumps({"error": message, **extra})
+
+
+def openai_error_body(
+    message: str,
+    status: int,
+    *,
+    type_: str | None = None,
+    param: str | None = None,
+    code: str | None = None,
+) -> bytes:
+    """OpenAI's error envelope followed by a newline, as Ollama writes it."""
+    body = {
+        "error": {
+            "message": message,
+            "type": type_ or openai_error_type(status),
+            "param": param,
+            "code": code,
+        }
+    }
+    return orjson.dumps(body) + b"\n"
