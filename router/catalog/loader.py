@@ -59,7 +59,19 @@ class LoadResult:
 # YAML with line marks
 
 
-def _walk(node: yaml.Node, path: Path_, lines: dict[Path_, int], dupes: list[tuple[Path_, int]]) -> None:
+def _walk(
+    node: yaml.Node,
+    path: Path_,
+    lines: dict[Path_, int],
+    dupes: list[tuple[Path_, int]],
+    seen_nodes: set[int] | None = None,
+) -> None:
+    # An alias (`*x`) is the very node its anchor marks: walk each node once, so a
+    # recursive anchor cannot loop forever and a "billion laughs" stays linear.
+    seen_nodes = set() if seen_nodes is None else seen_nodes
+    if id(node) in seen_nodes:
+        return
+    seen_nodes.add(id(node))
     if isinstance(node, yaml.MappingNode):
         seen: set[str] = set()
         for key_node, value_node in node.value:
@@ -69,12 +81,12 @@ def _walk(node: yaml.Node, path: Path_, lines: dict[Path_, int], dupes: list[tup
                 dupes.append((child, key_node.start_mark.line + 1))
             seen.add(key)
             lines[child] = key_node.start_mark.line + 1
-            _walk(value_node, child, lines, dupes)
+            _walk(value_node, child, lines, dupes, seen_nodes)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
             child = (*path, index)
             lines[child] = item.start_mark.line + 1
-            _walk(item, child, lines, dupes)
+            _walk(item, child, lines, dupes, seen_nodes)
 
 
 class _Lines:
@@ -87,6 +99,8 @@ class _Lines:
         best, current = 1, ()
         for part in path:
             candidate = (*current, str(part) if not isinstance(part, int) else part)
+            if candidate not in self._lines and isinstance(part, int):
+                candidate = (*current, str(part))  # a mapping key YAML read as a number
             if candidate not in self._lines:
                 continue  # pydantic inserts type names into union locs
             current = candidate
@@ -94,17 +108,39 @@ class _Lines:
         return best
 
 
+class _Loader(yaml.SafeLoader):
+    """SafeLoader whose constructors fail with a marked YAML error, never a bare one.
+
+    An explicit tag on a value it does not fit (`!!int abc`, `!!timestamp x`)
+    makes PyYAML's constructors raise ValueError or AttributeError without a line.
+    """
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep)
+        except yaml.YAMLError:
+            raise
+        except (ValueError, TypeError, AttributeError, OverflowError) as exc:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"cannot read {node.tag} value {node.value!r} ({exc})", node.start_mark
+            ) from None
+
+
 def _parse_yaml(text: str, file: str) -> tuple[Any, _Lines]:
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.load(text, Loader=yaml.SafeLoader)
+        node = yaml.compose(text, Loader=_Loader)
+        data = yaml.load(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 1
         what = exc.problem or exc.context or "invalid YAML"
+        if exc.problem and exc.context and exc.context_mark and exc.context_mark.line + 1 != line:
+            what += f" ({exc.context} that starts at line {exc.context_mark.line + 1})"
         raise CatalogError([Problem(file, line, f"YAML syntax error: {what}")]) from None
     except yaml.YAMLError as exc:
         raise CatalogError([Problem(file, 1, f"YAML error: {exc}")]) from None
+    except RecursionError:
+        raise CatalogError([Problem(file, 1, "YAML nested too deeply")]) from None
     lines: dict[Path_, int] = {}
     dupes: list[tuple[Path_, int]] = []
     if node is not None:

@@ -6,6 +6,7 @@ Field names follow PRODUCT.md's sketch; they are a contract: extend, never renam
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -24,6 +25,9 @@ def _keep_alive(value: Any) -> Any:
     """Refuse what Ollama would refuse, keep the user's spelling."""
     if value is None:
         return value
+    if isinstance(value, float) and not math.isfinite(value):
+        # YAML's .inf/.nan have no JSON form: Ollama could never be sent them
+        raise ValueError(f"keep_alive {value!r} cannot be sent to Ollama: use -1 to keep the model loaded forever")
     try:
         parse_keep_alive(value)
     except InvalidDuration as exc:
