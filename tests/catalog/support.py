@@ -41,6 +41,7 @@ models:
 """
 
 MARK = "# <-"
+M = f"  {MARK}"  # appended to the line an error or warning must name
 PROBLEM_LINE = re.compile(r"^(?P<file>.+?):(?P<line>[1-9][0-9]*): (?P<message>\S.*)$")
 
 
@@ -86,9 +87,9 @@ def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> Outcome:
     return Outcome(code, captured.out, captured.err)
 
 
-def run_console_script(args: list[str]) -> Outcome:
+def run_console_script(args: list[str], cwd: Path = REPO) -> Outcome:
     """The installed `ollama-router` console script, as a user's shell runs it."""
     script = Path(sys.executable).parent / "ollama-router"
     command = [str(script)] if script.exists() else [sys.executable, "-m", "router.cli"]
-    done = subprocess.run([*command, *args], capture_output=True, text=True, timeout=60, cwd=REPO)
+    done = subprocess.run([*command, *args], capture_output=True, text=True, timeout=60, cwd=cwd)
     return Outcome(done.returncode, done.stdout, done.stderr)

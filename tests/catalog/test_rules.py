@@ -6,9 +6,8 @@ from __future__ import annotations
 import pytest
 
 from tests.catalog.conftest import Validate
-from tests.catalog.support import BASE, MARK, edit, marked_line
+from tests.catalog.support import BASE, M, edit, marked_line
 
-M = f"  {MARK}"  # appended to the line the error must name
 
 # (id, broken catalog with the offending line marked, text the message must contain)
 RULES: list[tuple[str, str, str]] = [
