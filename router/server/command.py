@@ -1,9 +1,67 @@
-"""`ollama-router serve` (placeholder until the router issue lands)."""
+"""`ollama-router serve CATALOG`: the router in front of the catalog's containers."""
 
+from __future__ import annotations
+
+import argparse
+import sys
 from typing import Any
 
-from router.notlanded import register_placeholder
+import structlog
+from pydantic import ValidationError
+
+from router.catalog.command import load_or_report
+from router.logs import configure_logging
+from router.server.app import create_app
+from router.server.runner import run_loop, start_app, wait_for_signal
+from router.settings import RouterSettings
+
+log = structlog.get_logger("router.serve")
 
 
 def register(subparsers: Any) -> None:
-    register_placeholder(subparsers, "serve", "run the router in front of the catalog's containers", "the router issue")
+    parser = subparsers.add_parser(
+        "serve",
+        help="run the router in front of the catalog's containers",
+        description="Serve the OpenAI and Ollama APIs on one address, routing each request by model name.",
+    )
+    parser.add_argument("catalog", help="path to the catalog YAML file")
+    parser.add_argument("--host", default=None, help="address to bind (default 127.0.0.1; ROUTER_HOST)")
+    parser.add_argument("--port", type=int, default=None, help="port to bind (default 8080; ROUTER_PORT)")
+    parser.add_argument("--log-format", choices=("json", "console"), default=None, help="log lines as JSON (default) or for humans")
+    parser.add_argument("--log-level", default=None, help="debug, info, warning, error (default info)")
+    parser.add_argument("--no-keep-warm", dest="keep_warm", action="store_const", const=False, default=None, help="do not preload or keep models loaded")
+    parser.add_argument("--no-pull", dest="pull_missing", action="store_const", const=False, default=None, help="do not pull models the containers lack at start")
+    parser.set_defaults(func=run)
+
+
+def settings_from_args(args: argparse.Namespace, catalog_section: dict[str, Any]) -> RouterSettings:
+    flags = {name: getattr(args, name, None) for name in ("host", "port", "log_format", "log_level", "keep_warm", "pull_missing")}
+    return RouterSettings.load(catalog_section, **flags)
+
+
+def run(args: argparse.Namespace) -> int:
+    result = load_or_report(args.catalog)
+    if result is None:
+        return 1
+    try:
+        settings = settings_from_args(args, result.catalog.router)
+    except ValidationError as exc:
+        print(f"invalid settings: {exc}", file=sys.stderr)
+        return 1
+    configure_logging(settings.log_format, settings.log_level)
+
+    async def main() -> int:
+        app = create_app(result.catalog, settings)
+        try:
+            running = await start_app(app, settings.host, settings.port)
+        except OSError as exc:
+            print(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}", file=sys.stderr)
+            return 1
+        log.info("listening", url=running.url, catalog=args.catalog)
+        try:
+            await wait_for_signal()
+        finally:
+            await running.close()
+        return 0
+
+    return run_loop(main())

@@ -1,0 +1,140 @@
+"""Ollama's own API: inference forwarded by model, listings merged over the fleet."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aiohttp
+import orjson
+from aiohttp import web
+
+from router import wire
+from router.catalog import Model
+from router.catalog.names import model_key
+from router.fleet.health import loaded_models
+from router.fleet.state import ContainerState
+from router.server.context import allowed, read_json, record_of, requested_model, services
+
+LISTING_TIMEOUT = 1.5
+FALLBACK_VERSION = "0.0.0"
+
+
+async def forward_by_model(request: web.Request) -> web.StreamResponse:
+    """POST /api/chat, /api/generate, /api/embed, /api/embeddings, /api/show."""
+    body, payload = await read_json(request)
+    fields = ("model", "name") if request.path == "/api/show" else ("model",)
+    name_field, model = requested_model(request, payload, fields)
+    return await services(request).proxy.forward(
+        request, record_of(request), request.path, payload, body, model, model_field=name_field
+    )
+
+
+async def root(request: web.Request) -> web.Response:
+    return web.Response(body=wire.OLLAMA_RUNNING, headers={"Content-Type": wire.TEXT_UTF8})
+
+
+def _json(value: Any, status: int = 200) -> web.Response:
+    return web.Response(status=status, body=orjson.dumps(value), headers={"Content-Type": wire.JSON_UTF8})
+
+
+async def version(request: web.Request) -> web.Response:
+    """The lowest version in the fleet: the features every container has."""
+    known = [s.version for s in services(request).fleet.containers.values() if s.version]
+    lowest = min(known, key=_version_tuple) if known else FALLBACK_VERSION
+    return _json({"version": lowest})
+
+
+def _version_tuple(text: str) -> tuple[int, ...]:
+    parts = []
+    for piece in text.split("-")[0].split("."):
+        parts.append(int(piece) if piece.isdigit() else 0)
+    return tuple(parts)
+
+
+async def _fetch(state: ContainerState, path: str) -> dict[str, Any] | None:
+    if state.session is None or not state.routable:
+        return None
+    try:
+        async with asyncio.timeout(LISTING_TIMEOUT):
+            async with state.session.get(state.url + path) as response:
+                if response.status != 200:
+                    return None
+                value = orjson.loads(await response.read())
+                return value if isinstance(value, dict) else None
+    except (aiohttp.ClientError, OSError, TimeoutError, orjson.JSONDecodeError):
+        return None
+
+
+async def _fleet_listing(request: web.Request, path: str) -> dict[str, dict[str, Any]]:
+    """Fresh `path` from every reachable container, falling back to the last probe."""
+    fleet = services(request).fleet
+    states = list(fleet.containers.values())
+    results = await asyncio.gather(*(_fetch(s, path) for s in states))
+    by_container: dict[str, dict[str, Any]] = {}
+    for state, result in zip(states, results):
+        if result is not None:
+            by_container[state.name] = result
+            if path == "/api/ps":
+                state.loaded = loaded_models(result)
+        elif path == "/api/tags" and state.tags:
+            by_container[state.name] = {"models": state.tags}
+        elif path == "/api/ps" and state.loaded:
+            by_container[state.name] = {"models": [m.raw for m in state.loaded.values()]}
+    return by_container
+
+
+def _visible_models(request: web.Request) -> list[Model]:
+    return [m for m in services(request).catalog.models.values() if allowed(request, m)]
+
+
+def _entry_for(model: Model, listings: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    """The first container's entry for this model, renamed to the catalog's tag."""
+    candidates = []
+    for name in model.containers:
+        for entry in (listings.get(name) or {}).get("models") or []:
+            if model_key(entry.get("model") or entry.get("name") or "") == model.key:
+                candidates.append(entry)
+    if not candidates:
+        return None
+    best = max(candidates, key=lambda e: str(e.get("expires_at", "")))
+    return {**best, "name": model.tag, "model": model.tag}
+
+
+async def tags(request: web.Request) -> web.Response:
+    """One entry per catalog model, in Ollama's shape."""
+    listings = await _fleet_listing(request, "/api/tags")
+    entries = []
+    for model in _visible_models(request):
+        entry = _entry_for(model, listings)
+        if entry is None:
+            entry = {
+                "name": model.tag,
+                "model": model.tag,
+                "modified_at": "1970-01-01T00:00:00Z",
+                "size": 0,
+                "digest": "",
+                "details": {"parent_model": "", "format": "gguf", "family": "", "families": None,
+                            "parameter_size": "", "quantization_level": ""},
+            }
+        entry.setdefault("capabilities", list(model.capabilities))
+        entries.append(entry)
+    entries.sort(key=lambda e: str(e.get("modified_at", "")), reverse=True)
+    return _json({"models": entries})
+
+
+async def ps(request: web.Request) -> web.Response:
+    """Loaded models over the fleet, one entry per model (the latest expiry)."""
+    listings = await _fleet_listing(request, "/api/ps")
+    entries = [e for m in _visible_models(request) if (e := _entry_for(m, listings)) is not None]
+    entries.sort(key=lambda e: str(e.get("expires_at", "")), reverse=True)
+    return _json({"models": entries})
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_route("GET", "/", root)
+    for path in ("/api/chat", "/api/generate", "/api/embed", "/api/embeddings", "/api/show"):
+        app.router.add_post(path, forward_by_model)
+    app.router.add_get("/api/version", version)
+    app.router.add_get("/api/tags", tags)
+    app.router.add_get("/api/ps", ps)

@@ -1,0 +1,60 @@
+"""Run the router's application on a socket, in this event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from dataclasses import dataclass
+
+from aiohttp import web
+
+
+@dataclass(slots=True)
+class RunningApp:
+    runner: web.AppRunner
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    async def close(self) -> None:
+        await self.runner.cleanup()
+
+
+async def start_app(app: web.Application, host: str, port: int, *, reuse_port: bool = False) -> RunningApp:
+    """Start serving; `handler_cancellation` makes a client's departure cancel its
+    handler, which closes the upstream request so the GPU stops."""
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None, backlog=1024)
+    await site.start()
+    bound = port
+    server = site._server  # noqa: SLF001 - the only way to learn an ephemeral port
+    if server is not None and getattr(server, "sockets", None):
+        bound = server.sockets[0].getsockname()[1]
+    return RunningApp(runner, host, bound)
+
+
+async def wait_for_signal() -> None:
+    """Block until SIGINT or SIGTERM."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+def run_loop(main: "asyncio.coroutines.Coroutine[object, object, int]") -> int:  # type: ignore[name-defined]
+    """asyncio.run with uvloop when it is installed."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    return uvloop.run(main)
