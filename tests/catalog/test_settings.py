@@ -1,0 +1,60 @@
+"""Router settings: command-line flags, then ROUTER_* environment, then the
+catalog's router: section, then defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from router.catalog.loader import load_catalog
+from router.settings import RouterSettings
+
+SECTION = {"health_interval": "2s", "max_queue": 9, "keep_warm": False}
+
+
+@pytest.mark.parametrize(
+    ("section", "env", "flags", "expected"),
+    [
+        ({}, {}, {}, {"health_interval": 5.0, "max_queue": 32, "keep_warm": True}),
+        (SECTION, {}, {}, {"health_interval": 2.0, "max_queue": 9, "keep_warm": False}),
+        (SECTION, {"ROUTER_HEALTH_INTERVAL": "7s", "ROUTER_KEEP_WARM": "true"}, {},
+         {"health_interval": 7.0, "max_queue": 9, "keep_warm": True}),
+        (SECTION, {"ROUTER_MAX_QUEUE": "4"}, {"max_queue": 1, "health_interval": 0.5},
+         {"health_interval": 0.5, "max_queue": 1, "keep_warm": False}),
+        (SECTION, {"ROUTER_MAX_QUEUE": "4"}, {"max_queue": None}, {"max_queue": 4}),  # a flag left unset
+        ({}, {"router_max_queue": "6"}, {}, {"max_queue": 6}),  # env names ignore case
+    ],
+    ids=["defaults", "catalog", "env-over-catalog", "flags-over-env", "unset-flag", "env-lower-case"],
+)
+def test_precedence(
+    monkeypatch: pytest.MonkeyPatch, section: dict[str, object], env: dict[str, str], flags: dict[str, object],
+    expected: dict[str, object],
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    settings = RouterSettings.load(section, **flags)
+    assert {name: getattr(settings, name) for name in expected} == expected
+
+
+def test_catalog_router_section_reaches_the_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text((Path(__file__).resolve().parents[2] / "catalog" / "4gpu.yaml").read_text()
+                    .replace("ttft_timeout: 60s", "ttft_timeout: 1m30s"))
+    section = load_catalog(path).catalog.router
+    monkeypatch.setenv("ROUTER_QUEUE_TIMEOUT", "45s")
+    settings = RouterSettings.load(section)
+    assert (settings.ttft_timeout, settings.queue_timeout, settings.max_queue) == (90.0, 45.0, 32)
+
+
+def test_one_catalog_does_not_leak_into_the_next_load() -> None:
+    RouterSettings.load({"max_queue": 1})
+    assert RouterSettings.load({}).max_queue == 32
+
+
+def test_bad_environment_value_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydantic import ValidationError
+
+    monkeypatch.setenv("ROUTER_HEALTH_INTERVAL", "soon")
+    with pytest.raises(ValidationError, match="health_interval"):
+        RouterSettings.load({})
