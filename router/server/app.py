@@ -84,24 +84,24 @@ def _log(record: Record, status: int, response: web.StreamResponse | None = None
     if record.bytes_out == 0 and response is not None and isinstance(response, web.Response) and response.body is not None:
         record.bytes_out = len(response.body)  # type: ignore[arg-type]
     record.status = status
-    access_log.info(
-        "request",
-        request_id=record.request_id,
-        method=record.method,
-        path=record.path,
-        model=record.model,
-        served_model=record.served_model,
-        container=record.container,
-        status=status,
-        bytes=record.bytes_out,
-        ttfb_ms=round(record.ttfb * 1000, 2) if record.ttfb is not None else None,
-        duration_ms=round((time.perf_counter() - record.started) * 1000, 2),
-        attempts=record.attempts or None,
-        fallback_from=record.fallback_from,
-        stream_broken=record.stream_broken,
-        client_left=record.client_left or None,
-        error=record.error,
-    )
+    fields = {
+        "request_id": record.request_id,
+        "method": record.method,
+        "path": record.path,
+        "model": record.model,
+        "served_model": record.served_model,
+        "container": record.container,
+        "status": status,
+        "bytes": record.bytes_out,
+        "ttfb_ms": round(record.ttfb * 1000, 2) if record.ttfb is not None else None,
+        "duration_ms": round((time.perf_counter() - record.started) * 1000, 2),
+        "attempts": record.attempts or None,
+        "fallback_from": record.fallback_from,
+        "stream_broken": record.stream_broken,
+        "client_left": record.client_left or None,
+        "error": record.error,
+    }
+    access_log.info("request", **{k: v for k, v in fields.items() if v is not None})
 
 
 def build_services(catalog: Catalog, settings: RouterSettings) -> Services:

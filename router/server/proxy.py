@@ -243,6 +243,7 @@ class Proxy:
         for name, value in upstream.headers.items():
             if name.lower() not in HOP_BY_HOP:
                 out_headers.add(name, value)
+        out_headers["X-Request-Id"] = record.request_id
         out_headers["X-Router-Container"] = state.name
         out_headers["X-Router-Model"] = target.tag
         if record.fallback_from is not None:
