@@ -1,0 +1,76 @@
+"""The emulator's settings, shared by the server, the scheduler and the CLI."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from router.catalog.durations import parse_env_keep_alive, parse_keep_alive
+
+# The OpenAI chat stream dialect changed in this release (ollama-api.md 10.1).
+CURRENT_STREAM_DIALECT_SINCE = (0, 32, 6)
+# /api/tags capabilities and details.context_length appeared here (13).
+CAPABILITIES_SINCE = (0, 30, 0)
+# /api/chat unknown-model message changed here (9.2).
+NEW_CHAT_NOT_FOUND_SINCE = (0, 12, 0)
+
+
+def version_tuple(version: str) -> tuple[int, int, int]:
+    """`0.32.6-rc1` -> (0, 32, 6); anything unparsable counts as a dev build (0.0.0)."""
+    core = version.strip().lstrip("v").split("-", 1)[0].split("+", 1)[0]
+    parts = core.split(".")
+    try:
+        numbers = [int(p) for p in parts[:3]]
+    except ValueError:
+        return (0, 0, 0)
+    while len(numbers) < 3:
+        numbers.append(0)
+    return (numbers[0], numbers[1], numbers[2])
+
+
+@dataclass(slots=True)
+class EmulatorConfig:
+    host: str = "127.0.0.1"
+    port: int = 11434
+    models: list[str] = field(default_factory=list)
+    embedding_models: list[str] = field(default_factory=list)
+    load_time: float = 0.0
+    tokens_per_second: float = 0.0  # 0 = as fast as possible (no sleeps at all)
+    num_parallel: int = 1
+    max_queue: int = 512
+    max_loaded_models: int = 3
+    keep_alive: str | float = "5m"
+    version: str = "0.33.0"
+    allow_pull: bool = True
+    response_tokens: int = 24
+    context_length: int = 4096
+    pull_time: float = 1.0  # seconds of simulated download for a model not yet installed
+    # DNS-rebinding protection of 8.1; only active when bound to loopback.
+    check_host: bool = True
+
+    @property
+    def default_keep_alive(self) -> float:
+        """Seconds (math.inf = forever), read the way OLLAMA_KEEP_ALIVE is."""
+        if isinstance(self.keep_alive, str):
+            return parse_env_keep_alive(self.keep_alive)
+        return parse_keep_alive(self.keep_alive)
+
+    @property
+    def version_info(self) -> tuple[int, int, int]:
+        return version_tuple(self.version)
+
+    @property
+    def legacy_chat_stream(self) -> bool:
+        return self.version_info < CURRENT_STREAM_DIALECT_SINCE
+
+    @property
+    def max_loaded(self) -> int:
+        return self.max_loaded_models if self.max_loaded_models > 0 else 3
+
+    @property
+    def slots_per_model(self) -> int:
+        return max(1, self.num_parallel)
+
+
+FOREVER_SECONDS = 292 * 365.25 * 86400  # Go's maximum time.Duration, as /api/ps shows it
+assert not math.isinf(FOREVER_SECONDS)

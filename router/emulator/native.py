@@ -1,0 +1,292 @@
+"""Ollama's own API: /api/generate, /api/chat, /api/embed, /api/embeddings (4-6)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from router.emulator.common import (
+    check_options,
+    check_think,
+    check_top_logprobs,
+    keep_alive_of,
+    note_model,
+    num_predict,
+    plan_answer,
+    resolve,
+)
+from router.emulator.config import NEW_CHAT_NOT_FOUND_SINCE
+from router.emulator.decode import BOOL, INT, OBJECT, STRING, go_kind, read_json
+from router.emulator.engine import Job
+from router.emulator.errors import ApiError
+from router.emulator.responses import native_json, ndjson_line
+from router.emulator.state import Emulator
+from router.emulator.streaming import Framing, stream_job
+from router.emulator.text import context_ids, count_tokens, prompt_token_count, raw_vector, unit_vector
+from router.emulator.times import created_at
+from router.wire import NDJSON
+
+GENERATE_TYPES = {
+    "model": STRING, "prompt": STRING, "suffix": STRING, "system": STRING, "template": STRING,
+    "stream": BOOL, "raw": BOOL, "options": OBJECT, "context": (((list,), "[]int")),
+}
+CHAT_TYPES = {"model": STRING, "messages": (((list,), "[]api.Message")), "stream": BOOL,
+              "tools": (((list,), "api.Tools")), "options": OBJECT}
+EMBED_TYPES = {"model": STRING, "truncate": BOOL, "dimensions": INT, "options": OBJECT}
+EMBEDDINGS_TYPES = {"model": STRING, "prompt": STRING, "options": OBJECT}
+ASSISTANT_EMPTY = {"role": "assistant", "content": ""}
+
+
+def chat_prompt(messages: list[Any]) -> tuple[str, int]:
+    """A seed key for the conversation and its prompt token count."""
+    parts: list[str] = []
+    contents: list[str] = []
+    for message in messages:
+        if not isinstance(message, dict):
+            raise ApiError(400, f"json: cannot unmarshal {go_kind(message)} into Go value of type api.Message")
+        content = message.get("content") or ""
+        if not isinstance(content, str):
+            raise ApiError(
+                400,
+                f"json: cannot unmarshal {go_kind(content)} into Go struct field Message.messages.content of type string",
+            )
+        parts.append(f"{message.get('role', '')}\x1f{content}")
+        contents.append(content)
+    return "\x1e".join(parts), prompt_token_count(contents, messages=len(messages))
+
+
+class NativeApi:
+    def __init__(self, emulator: Emulator) -> None:
+        self.emulator = emulator
+        self.store = emulator.store
+        self.engine = emulator.engine
+        self.scheduler = emulator.scheduler
+        self.faults = emulator.faults
+        self.stats = emulator.stats
+        self.chat_not_found = (
+            "model '{}' not found"
+            if emulator.config.version_info >= NEW_CHAT_NOT_FOUND_SINCE
+            else 'model "{}" not found, try pulling it first'
+        )
+
+    # -- /api/generate ------------------------------------------------------------
+
+    async def generate(self, request: web.Request) -> web.StreamResponse:
+        streaming = True
+        try:
+            body = await read_json(request, "GenerateRequest", GENERATE_TYPES)
+            streaming = body.get("stream") is not False
+            keep_alive = keep_alive_of(body)
+            model = body.get("model") or ""
+            if not model:
+                raise ApiError(404, "model '' not found")
+            note_model(self.emulator, model)
+            if body.get("raw") and (body.get("template") or body.get("system") or body.get("context")):
+                raise ApiError(400, "raw mode does not support template, system, or context")
+            info = resolve(self.store, model, f"model '{model}' not found")
+            if info.embedding:
+                raise ApiError(400, f'"{model}" does not support generate')
+            if body.get("suffix") and "insert" not in info.capabilities:
+                raise ApiError(400, f"{info.name.qualified} does not support insert")
+            check_think(info, model, body.get("think"))
+            check_top_logprobs(body)
+            fault = self.faults.for_request(info.key, "/api/generate")
+            prompt = body.get("prompt") or ""
+            if not prompt:
+                return await self._load_or_unload(model, info, keep_alive, body, fault, chat=False)
+            options = check_options(body.get("options"))
+            system = body.get("system") or ""
+            tokens, reason = plan_answer(
+                self.emulator, info, f"{system}\x1e{prompt}", options, num_predict(options)
+            )
+            job = Job(info, keep_alive, prompt_token_count([system, prompt]), tokens, reason, fault)
+            with_context = not body.get("raw")
+            if not streaming:
+                text = await self.engine.complete(job)
+                return native_json(self._generate_final(model, job, text, prompt, with_context))
+            return await stream_job(
+                request, self.engine, self.stats, job,
+                Framing(
+                    NDJSON,
+                    token=lambda t: ndjson_line(
+                        {"model": model, "created_at": created_at(), "response": t, "done": False}
+                    ),
+                    end=lambda: ndjson_line(self._generate_final(model, job, "", prompt, with_context)),
+                    cut=lambda message: ndjson_line({"error": message}),
+                    error=lambda exc: exc.native(streaming=True),
+                ),
+            )
+        except ApiError as exc:
+            return exc.native(streaming=streaming)
+
+    def _generate_final(self, model: str, job: Job, text: str, prompt: str, with_context: bool) -> dict[str, Any]:
+        final: dict[str, Any] = {
+            "model": model,
+            "created_at": created_at(),
+            "response": text,
+            "done": True,
+            "done_reason": job.done_reason,
+        }
+        if with_context:
+            final["context"] = context_ids(prompt, job.tokens, job.metrics.prompt_eval_count)
+        final.update(job.metrics.native())
+        return final
+
+    # -- /api/chat ----------------------------------------------------------------
+
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        streaming = True
+        try:
+            body = await read_json(request, "ChatRequest", CHAT_TYPES)
+            streaming = body.get("stream") is not False
+            keep_alive = keep_alive_of(body)
+            model = body.get("model") or ""
+            if not model:
+                raise ApiError(400, "model is required")
+            note_model(self.emulator, model)
+            info = resolve(self.store, model, self.chat_not_found.format(model))
+            if info.embedding:
+                raise ApiError(400, f'"{model}" does not support chat')
+            if body.get("tools") and "tools" not in info.capabilities:
+                raise ApiError(400, f"{info.name.qualified} does not support tools")
+            check_think(info, model, body.get("think"))
+            check_top_logprobs(body)
+            fault = self.faults.for_request(info.key, "/api/chat")
+            messages = body.get("messages") or []
+            if not messages:
+                return await self._load_or_unload(model, info, keep_alive, body, fault, chat=True)
+            options = check_options(body.get("options"))
+            prompt_key, prompt_tokens = chat_prompt(messages)
+            tokens, reason = plan_answer(self.emulator, info, prompt_key, options, num_predict(options))
+            job = Job(info, keep_alive, prompt_tokens, tokens, reason, fault)
+            if not streaming:
+                text = await self.engine.complete(job)
+                return native_json(self._chat_final(model, job, text))
+            return await stream_job(
+                request, self.engine, self.stats, job,
+                Framing(
+                    NDJSON,
+                    token=lambda t: ndjson_line({
+                        "model": model,
+                        "created_at": created_at(),
+                        "message": {"role": "assistant", "content": t},
+                        "done": False,
+                    }),
+                    end=lambda: ndjson_line(self._chat_final(model, job, "")),
+                    cut=lambda message: ndjson_line({"error": message}),
+                    error=lambda exc: exc.native(streaming=True),
+                ),
+            )
+        except ApiError as exc:
+            return exc.native(streaming=streaming)
+
+    @staticmethod
+    def _chat_final(model: str, job: Job, text: str) -> dict[str, Any]:
+        final: dict[str, Any] = {
+            "model": model,
+            "created_at": created_at(),
+            "message": {"role": "assistant", "content": text},
+            "done": True,
+            "done_reason": job.done_reason,
+        }
+        final.update(job.metrics.native())
+        return final
+
+    # -- load / unload mode (4.4, 5.4) ---------------------------------------------
+
+    async def _load_or_unload(
+        self, model: str, info: Any, keep_alive: float | None, body: dict[str, Any], fault: Any, *, chat: bool
+    ) -> web.Response:
+        if keep_alive == 0:
+            await self.engine.preflight(fault)
+            self.scheduler.request_unload(info)
+            reason = "unload"
+        else:
+            check_options(body.get("options"))
+            await self.engine.load_only(info, keep_alive, fault)
+            reason = "load"
+        reply: dict[str, Any] = {"model": model, "created_at": created_at()}
+        if chat:
+            reply["message"] = ASSISTANT_EMPTY
+        else:
+            reply["response"] = ""
+        reply["done"] = True
+        reply["done_reason"] = reason
+        return native_json(reply)
+
+    # -- /api/embed and /api/embeddings (6.1, 6.2) ----------------------------------
+
+    async def embed_vectors(
+        self, model: str, inputs: list[str], body: dict[str, Any], path: str, *, not_found: str
+    ) -> tuple[list[list[float]], Job | None]:
+        """Shared by /api/embed and /v1/embeddings: schedule, then one unit vector per input."""
+        keep_alive = keep_alive_of(body)
+        info = resolve(self.store, model, not_found)
+        fault = self.faults.for_request(info.key, path)
+        if not inputs:
+            check_options(body.get("options"))
+            await self.engine.load_only(info, keep_alive, fault)
+            return [], None
+        check_options(body.get("options"))
+        counts = [count_tokens(text) for text in inputs]
+        if body.get("truncate") is False and max(counts) > info.context_length:
+            raise ApiError(400, "the input length exceeds the context length")
+        job = Job(info, keep_alive, sum(counts), (), "stop", fault)
+        await self.engine.complete(job)
+        dimensions = body.get("dimensions")
+        cut = dimensions if isinstance(dimensions, int) and dimensions > 0 else None
+        return [unit_vector(info.key, text, info.embedding_length, cut) for text in inputs], job
+
+    async def embed(self, request: web.Request) -> web.Response:
+        try:
+            body = await read_json(request, "EmbedRequest", EMBED_TYPES)
+            model = body.get("model") or ""
+            keep_alive_of(body)
+            if not model:
+                raise ApiError(404, "model '' not found")
+            note_model(self.emulator, model)
+            raw_input = body.get("input")
+            if raw_input is None or raw_input == "":
+                inputs: list[str] = []
+            elif isinstance(raw_input, str):
+                inputs = [raw_input]
+            elif isinstance(raw_input, list) and all(isinstance(i, str) for i in raw_input):
+                inputs = raw_input
+            else:
+                raise ApiError(400, "invalid input type")
+            vectors, job = await self.embed_vectors(
+                model, inputs, body, "/api/embed", not_found=f'model "{model}" not found, try pulling it first'
+            )
+            reply: dict[str, Any] = {"model": model, "embeddings": vectors}
+            if job is not None:
+                metrics = job.metrics
+                reply["total_duration"] = metrics.total_duration
+                reply["load_duration"] = metrics.load_duration
+                reply["prompt_eval_count"] = metrics.prompt_eval_count
+            return native_json(reply)
+        except ApiError as exc:
+            return exc.native()
+
+    async def embeddings(self, request: web.Request) -> web.Response:
+        try:
+            body = await read_json(request, "EmbeddingRequest", EMBEDDINGS_TYPES)
+            model = body.get("model") or ""
+            keep_alive = keep_alive_of(body)
+            if not model:
+                raise ApiError(400, "model is required")
+            note_model(self.emulator, model)
+            info = resolve(self.store, model, f'model "{model}" not found, try pulling it first')
+            fault = self.faults.for_request(info.key, "/api/embeddings")
+            prompt = body.get("prompt") or ""
+            if not prompt:
+                check_options(body.get("options"))
+                await self.engine.load_only(info, keep_alive, fault)
+                return native_json({"embedding": []})
+            check_options(body.get("options"))
+            job = Job(info, keep_alive, count_tokens(prompt), (), "stop", fault)
+            await self.engine.complete(job)
+            # The legacy endpoint returns the raw, un-normalised vector (6.2).
+            return native_json({"embedding": raw_vector(info.key, prompt, info.embedding_length)})
+        except ApiError as exc:
+            return exc.native()

@@ -1,0 +1,398 @@
+"""OpenAI compatibility layer: /v1/chat/completions, /v1/completions, /v1/embeddings,
+/v1/models (ollama-api.md 10). A translation over the native semantics: same
+scheduler, same errors, rendered in the OpenAI envelope (9.3).
+"""
+
+from __future__ import annotations
+
+import base64
+import random
+import struct
+import time
+from typing import Any
+
+from aiohttp import web
+
+from router.catalog.names import InvalidModelName, parse_model_name
+from router.emulator.common import check_think, note_model, plan_answer, resolve
+from router.emulator.config import NEW_CHAT_NOT_FOUND_SINCE
+from router.emulator.decode import BOOL, INT, OBJECT, STRING, go_type_name, read_json
+from router.emulator.engine import Job
+from router.emulator.errors import ApiError
+from router.emulator.native import NativeApi
+from router.emulator.responses import SSE_DONE, openai_json, sse_event
+from router.emulator.state import Emulator
+from router.emulator.streaming import Framing, stream_job
+from router.emulator.text import prompt_token_count
+from router.wire import SSE
+
+FINGERPRINT = "fp_ollama"
+NUMBER = ((int, float), "float64")
+CHAT_TYPES = {
+    "model": STRING, "messages": ((list,), "[]openai.Message"), "stream": BOOL, "max_tokens": INT,
+    "seed": INT, "temperature": NUMBER, "top_p": NUMBER, "stream_options": OBJECT,
+    "frequency_penalty": NUMBER, "presence_penalty": NUMBER,
+}
+COMPLETION_TYPES = {
+    "model": STRING, "prompt": STRING, "suffix": STRING, "stream": BOOL, "max_tokens": INT, "seed": INT,
+    "temperature": NUMBER, "top_p": NUMBER, "stream_options": OBJECT,
+}
+EMBEDDING_TYPES = {"model": STRING, "dimensions": INT, "encoding_format": STRING}
+REASONING = {"none": False, "minimal": "low", "low": "low", "medium": "medium", "high": "high",
+             "max": "max", "xhigh": "max", "ultra": "max"}
+
+
+def _include_usage(body: dict[str, Any]) -> bool:
+    options = body.get("stream_options")
+    return isinstance(options, dict) and options.get("include_usage") is True
+
+
+def _stop_list(value: object) -> list[str] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list):
+        for item in value:
+            if not isinstance(item, str):
+                raise ApiError(400, f"invalid type for 'stop' field: {go_type_name(item)}")
+        return value
+    raise ApiError(400, f"invalid type for 'stop' field: {go_type_name(value)}")
+
+
+def _options(body: dict[str, Any]) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    if body.get("seed") is not None:
+        options["seed"] = body["seed"]
+    stop = _stop_list(body.get("stop"))
+    if stop:
+        options["stop"] = stop
+    return options
+
+
+def _limit(body: dict[str, Any]) -> int | None:
+    value = body.get("max_tokens")
+    return int(value) if isinstance(value, int) and value > 0 else None
+
+
+def _message_text(message: object) -> str:
+    """The text of one chat message, validating content as the OpenAI layer does."""
+    if not isinstance(message, dict):
+        raise ApiError(400, "invalid message format")
+    content = message.get("content")
+    if isinstance(content, str):
+        return content
+    if content is None:
+        if message.get("tool_calls"):
+            return ""
+        raise ApiError(400, "invalid message content type: <nil>")
+    if isinstance(content, list):
+        texts: list[str] = []
+        for part in content:
+            if not isinstance(part, dict):
+                raise ApiError(400, "invalid message format")
+            kind = part.get("type")
+            if kind == "text" and isinstance(part.get("text"), str):
+                texts.append(part["text"])
+            elif kind == "image_url":
+                url = part.get("image_url")
+                url = url.get("url") if isinstance(url, dict) else url
+                if not isinstance(url, str):
+                    raise ApiError(400, "invalid message format")
+                if url.startswith(("http://", "https://")):
+                    raise ApiError(400, "image URLs are not currently supported, please use base64 encoded data instead")
+                if not url.startswith("data:"):
+                    raise ApiError(400, "invalid image input")
+            elif kind != "input_audio":
+                raise ApiError(400, "invalid message format")
+        return "".join(texts)
+    raise ApiError(400, f"invalid message content type: {go_type_name(content)}")
+
+
+class OpenAIApi:
+    def __init__(self, emulator: Emulator, native: NativeApi) -> None:
+        self.emulator = emulator
+        self.native = native
+        self.store = emulator.store
+        self.engine = emulator.engine
+        self.faults = emulator.faults
+        self.stats = emulator.stats
+        self.legacy = emulator.config.legacy_chat_stream
+        self.chat_not_found = (
+            "model '{}' not found"
+            if emulator.config.version_info >= NEW_CHAT_NOT_FOUND_SINCE
+            else 'model "{}" not found, try pulling it first'
+        )
+
+    # -- /v1/chat/completions (10.1) ------------------------------------------------
+
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        try:
+            body = await read_json(request, "ChatCompletionRequest", CHAT_TYPES, package="openai")
+            messages = body.get("messages")
+            if not messages:
+                raise ApiError(400, "[] is too short - 'messages'")
+            texts = [_message_text(m) for m in messages]
+            options = _options(body)
+            model = body.get("model") or ""
+            if not model:
+                raise ApiError(400, "model is required")
+            note_model(self.emulator, model)
+            info = resolve(self.store, model, self.chat_not_found.format(model))
+            if info.embedding:
+                raise ApiError(400, f'"{model}" does not support chat')
+            effort = body.get("reasoning_effort")
+            if effort is None and isinstance(body.get("reasoning"), dict):
+                effort = body["reasoning"].get("effort")
+            if effort is not None:
+                if effort not in REASONING:
+                    raise ApiError(
+                        400, f'invalid reasoning value: "{effort}" (must be "none", "minimal", "low", "medium", "high", "max")'
+                    )
+                check_think(info, model, REASONING[effort])
+            fault = self.faults.for_request(info.key, "/v1/chat/completions")
+            prompt_key = "\x1e".join(
+                f"{m.get('role', '')}\x1f{t}" for m, t in zip(messages, texts, strict=True)
+            )
+            tokens, reason = plan_answer(self.emulator, info, prompt_key, options, _limit(body))
+            job = Job(info, None, prompt_token_count(texts, messages=len(texts)), tokens, reason, fault)
+            chat_id = f"chatcmpl-{random.randrange(999)}"
+            if body.get("stream") is not True:
+                text = await self.engine.complete(job)
+                return openai_json({
+                    "id": chat_id,
+                    "object": "chat.completion",
+                    "created": int(time.time()),
+                    "model": model,
+                    "system_fingerprint": FINGERPRINT,
+                    "choices": [{
+                        "index": 0,
+                        "message": {"role": "assistant", "content": text},
+                        "finish_reason": job.done_reason,
+                    }],
+                    "usage": self._usage(job),
+                })
+            framing = (self._legacy_chat_framing if self.legacy else self._chat_framing)(
+                chat_id, model, job, _include_usage(body)
+            )
+            return await stream_job(request, self.engine, self.stats, job, framing)
+        except ApiError as exc:
+            return exc.openai()
+
+    @staticmethod
+    def _usage(job: Job) -> dict[str, int]:
+        prompt, completion = job.metrics.prompt_eval_count, job.metrics.eval_count
+        return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+    def _chat_framing(self, chat_id: str, model: str, job: Job, include_usage: bool) -> Framing:
+        """Current dialect (>= 0.32.6): role only first, a `delta:{}` finish chunk, shared `created`."""
+        state = {"first": True, "created": 0}
+
+        def chunk(delta: dict[str, Any] | None, finish: str | None, usage: dict[str, int] | None = None) -> bytes:
+            if state["first"]:
+                state["created"] = int(time.time())
+            event: dict[str, Any] = {
+                "id": chat_id, "object": "chat.completion.chunk", "created": state["created"],
+                "model": model, "system_fingerprint": FINGERPRINT,
+                "choices": [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish}],
+            }
+            if usage is not None:
+                event["usage"] = usage
+            return sse_event(event)
+
+        def token(text: str) -> bytes:
+            if state["first"]:
+                data = chunk({"role": "assistant", "content": text}, None)
+                state["first"] = False
+                return data
+            return chunk({"content": text}, None)
+
+        def end() -> bytes:
+            out = b""
+            if state["first"]:
+                out += token("")
+            out += chunk({}, job.done_reason)
+            if include_usage:
+                out += chunk(None, None, self._usage(job))
+            return out + SSE_DONE
+
+        def cut(message: str) -> bytes:
+            return token("")
+
+        return Framing(SSE, token, end, cut, ApiError.openai)
+
+    def _legacy_chat_framing(self, chat_id: str, model: str, job: Job, include_usage: bool) -> Framing:
+        """Legacy dialect (< 0.32.6): role+content in every delta, finish on the last chunk."""
+
+        def event(content: str, finish: str | None) -> dict[str, Any]:
+            return {
+                "id": chat_id, "object": "chat.completion.chunk", "created": int(time.time()),
+                "model": model, "system_fingerprint": FINGERPRINT,
+                "choices": [{"index": 0, "delta": {"role": "assistant", "content": content}, "finish_reason": finish}],
+            }
+
+        def end() -> bytes:
+            last = event("", job.done_reason)
+            out = sse_event(last)
+            if include_usage:
+                out += sse_event({**last, "choices": [], "usage": self._usage(job)})
+            return out + SSE_DONE
+
+        return Framing(
+            SSE,
+            token=lambda text: sse_event(event(text, None)),
+            end=end,
+            cut=lambda message: sse_event(event("", None)),
+            error=ApiError.openai,
+        )
+
+    # -- /v1/completions (10.2) -----------------------------------------------------
+
+    async def completions(self, request: web.Request) -> web.StreamResponse:
+        try:
+            body = await read_json(request, "CompletionRequest", COMPLETION_TYPES, package="openai")
+            options = _options(body)
+            model = body.get("model") or ""
+            if not model:
+                raise ApiError(404, "model '' not found")
+            note_model(self.emulator, model)
+            info = resolve(self.store, model, f"model '{model}' not found")
+            if info.embedding:
+                raise ApiError(400, f'"{model}" does not support generate')
+            fault = self.faults.for_request(info.key, "/v1/completions")
+            prompt = body.get("prompt") or ""
+            streaming = body.get("stream") is True
+            include_usage = streaming and _include_usage(body)
+            completion_id = f"cmpl-{random.randrange(999)}"
+
+            def chunk(choices: list[dict[str, Any]], usage: dict[str, int] | None) -> dict[str, Any]:
+                event: dict[str, Any] = {
+                    "id": completion_id, "object": "text_completion", "created": int(time.time()),
+                    "choices": choices, "model": model, "system_fingerprint": FINGERPRINT,
+                }
+                if usage is not None:
+                    event["usage"] = usage
+                return event
+
+            zero = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0} if include_usage else None
+            if not prompt:
+                await self.engine.load_only(info, None, fault)
+                choice = [{"text": "", "index": 0, "finish_reason": "load"}]
+                if streaming:
+                    return await self._sse_once(request, sse_event(chunk(choice, zero)) + SSE_DONE)
+                return openai_json(self._completion_body(completion_id, model, choice, None))
+            tokens, reason = plan_answer(self.emulator, info, prompt, options, _limit(body))
+            job = Job(info, None, prompt_token_count([prompt]), tokens, reason, fault)
+            if not streaming:
+                text = await self.engine.complete(job)
+                choice = [{"text": text, "index": 0, "finish_reason": job.done_reason}]
+                return openai_json(self._completion_body(completion_id, model, choice, self._usage(job)))
+
+            def end() -> bytes:
+                out = sse_event(chunk([{"text": "", "index": 0, "finish_reason": job.done_reason}], zero))
+                if include_usage:
+                    out += sse_event(chunk([], self._usage(job)))
+                return out + SSE_DONE
+
+            return await stream_job(
+                request, self.engine, self.stats, job,
+                Framing(
+                    SSE,
+                    token=lambda text: sse_event(chunk([{"text": text, "index": 0, "finish_reason": None}], zero)),
+                    end=end,
+                    cut=lambda message: sse_event(chunk([{"text": "", "index": 0, "finish_reason": None}], zero)),
+                    error=ApiError.openai,
+                ),
+            )
+        except ApiError as exc:
+            return exc.openai()
+
+    @staticmethod
+    def _completion_body(
+        completion_id: str, model: str, choices: list[dict[str, Any]], usage: dict[str, int] | None
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "id": completion_id, "object": "text_completion", "created": int(time.time()),
+            "model": model, "system_fingerprint": FINGERPRINT, "choices": choices,
+        }
+        body["usage"] = usage or {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+        return body
+
+    @staticmethod
+    async def _sse_once(request: web.Request, data: bytes) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": SSE})
+        await response.prepare(request)
+        await response.write(data)
+        await response.write_eof()
+        return response
+
+    # -- /v1/embeddings (10.3) ------------------------------------------------------
+
+    async def embeddings(self, request: web.Request) -> web.Response:
+        try:
+            body = await read_json(request, "EmbedRequest", EMBEDDING_TYPES, package="openai")
+            raw_input = body.get("input")
+            if raw_input == "":
+                inputs = [""]
+            elif isinstance(raw_input, str):
+                inputs = [raw_input]
+            elif isinstance(raw_input, list) and raw_input and all(isinstance(i, str) for i in raw_input):
+                inputs = raw_input
+            else:
+                raise ApiError(400, "invalid input")
+            encoding = (body.get("encoding_format") or "float")
+            if encoding.lower() not in ("float", "base64"):
+                raise ApiError(
+                    400, f"Invalid value for 'encoding_format' = {encoding}. Supported values: ['float', 'base64']."
+                )
+            model = body.get("model") or ""
+            if not model:
+                raise ApiError(404, "model '' not found")
+            note_model(self.emulator, model)
+            vectors, job = await self.native.embed_vectors(
+                model, inputs, body, "/v1/embeddings",
+                not_found=f'model "{model}" not found, try pulling it first',
+            )
+            as_base64 = encoding.lower() == "base64"
+            data = [
+                {
+                    "object": "embedding",
+                    "embedding": (
+                        base64.b64encode(struct.pack(f"<{len(v)}f", *v)).decode() if as_base64 else v
+                    ),
+                    "index": index,
+                }
+                for index, v in enumerate(vectors)
+            ]
+            tokens = job.metrics.prompt_eval_count if job else 0
+            return openai_json({
+                "object": "list", "data": data, "model": model,
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            })
+        except ApiError as exc:
+            return exc.openai()
+
+    # -- /v1/models (10.4, 10.5) ----------------------------------------------------
+
+    async def models(self, request: web.Request) -> web.Response:
+        data = [
+            {"id": info.display, "object": "model", "created": int(info.modified_at), "owned_by": info.name.owned_by}
+            for info in self.store.listing()
+        ]
+        return openai_json({"object": "list", "data": data or None})
+
+    async def model(self, request: web.Request) -> web.Response:
+        raw = request.match_info["model"]
+        try:
+            try:
+                name = parse_model_name(raw)
+                info = self.store.resolve(raw)
+            except InvalidModelName:
+                raise ApiError(400, "invalid model name") from None
+            if info is None:
+                raise ApiError(404, f"model '{name.display}' not found")
+        except ApiError as exc:
+            return exc.openai()
+        return openai_json(
+            {"id": raw, "object": "model", "created": int(info.modified_at), "owned_by": info.name.owned_by}
+        )

@@ -1,0 +1,39 @@
+"""Response builders with Ollama's exact content types and framing (1.3, 1.4)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from router.wire import JSON, JSON_UTF8, dumps
+
+SSE_DONE = b"data: [DONE]\n\n"
+
+
+def native_json(value: object, status: int = 200) -> web.Response:
+    """Native non-streamed JSON: no trailing newline, charset=utf-8."""
+    return web.Response(status=status, body=dumps(value), headers={"Content-Type": JSON_UTF8})
+
+
+def plain_json(value: object, status: int = 200) -> web.Response:
+    """`application/json` without charset, no trailing newline (pull with stream:false)."""
+    return web.Response(status=status, body=dumps(value), headers={"Content-Type": JSON})
+
+
+def openai_json(value: object) -> web.Response:
+    """OpenAI non-streamed JSON: a trailing newline, no charset."""
+    return web.Response(body=dumps(value) + b"\n", headers={"Content-Type": JSON})
+
+
+def ndjson_line(value: object) -> bytes:
+    return dumps(value) + b"\n"
+
+
+def sse_event(value: object) -> bytes:
+    return b"data: " + dumps(value) + b"\n\n"
+
+
+async def start_stream(request: web.Request, content_type: str) -> web.StreamResponse:
+    """Send the status line and headers: call only when the first chunk is ready (1.5)."""
+    response = web.StreamResponse(headers={"Content-Type": content_type})
+    await response.prepare(request)
+    return response

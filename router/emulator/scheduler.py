@@ -1,0 +1,199 @@
+"""Model runners and the scheduler (ollama-api.md 7.2-7.5).
+
+- A loaded model is a Runner with `num_parallel` slots (1 for embedding
+  models); requests beyond that wait FIFO without limit inside the runner.
+- Requests that need a load, a reload or an eviction go through the
+  scheduler queue: one load at a time server-wide, at most `max_queue`
+  requests waiting behind it, the next one gets the exact 503.
+- Keep-alive is sticky per runner; the idle timer starts when the runner's
+  last request ends; keep_alive 0 unloads as soon as the runner is idle.
+- At `max_loaded_models` a load evicts a runner: an idle one with the
+  shortest keep-alive (then by name), else the shortest keep-alive one once
+  its requests have finished.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+
+from router.emulator.config import FOREVER_SECONDS, EmulatorConfig
+from router.emulator.errors import ApiError, busy
+from router.emulator.faults import FaultBook
+from router.emulator.slots import Slots
+from router.emulator.stats import Stats
+from router.emulator.store import ModelInfo
+
+
+class Runner:
+    """One loaded model."""
+
+    __slots__ = (
+        "info",
+        "slots",
+        "parallel",
+        "in_flight",
+        "keep_alive",
+        "idle_deadline",
+        "unloading",
+        "unload_requested_at",
+        "_timer",
+        "_idle",
+        "gone",
+    )
+
+    def __init__(self, info: ModelInfo, parallel: int, keep_alive: float) -> None:
+        self.info = info
+        self.parallel = 1 if info.embedding else parallel
+        self.slots = Slots(self.parallel)
+        self.in_flight = 0
+        self.keep_alive = keep_alive
+        self.idle_deadline: float | None = None  # wall clock; None until first idle
+        self.unloading = False  # evicted or asked to unload: takes no new requests
+        self.unload_requested_at: float | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.gone = asyncio.Event()
+
+    def expires_at(self, now: float) -> float:
+        """What /api/ps shows (7.3)."""
+        if self.unload_requested_at is not None:
+            return self.unload_requested_at
+        if math.isinf(self.keep_alive):
+            return now + FOREVER_SECONDS
+        if self.idle_deadline is None:
+            return now + self.keep_alive
+        return self.idle_deadline
+
+    async def wait_idle(self) -> None:
+        await self._idle.wait()
+
+
+class Scheduler:
+    def __init__(self, config: EmulatorConfig, stats: Stats, faults: FaultBook) -> None:
+        self.config = config
+        self.stats = stats
+        self.faults = faults
+        self.runners: dict[str, Runner] = {}
+        self.pending = 0  # requests waiting behind the load in progress
+        self._load_lock = asyncio.Lock()
+        self._default_keep_alive = config.default_keep_alive
+
+    # -- acquiring and releasing ---------------------------------------------------
+
+    async def acquire(self, info: ModelInfo, keep_alive: float | None) -> Runner:
+        """A runner for `info` with this request counted in it (not yet a slot)."""
+        runner = self.runners.get(info.key)
+        if runner is not None and not runner.unloading:
+            self._enter(runner, keep_alive)
+            return runner
+        if self.pending >= self.config.max_queue:
+            raise busy()
+        self.pending += 1
+        entered = False
+        try:
+            async with self._load_lock:
+                self.pending -= 1
+                entered = True
+                runner = await self._load(info, keep_alive)
+                self._enter(runner, keep_alive)
+                return runner
+        finally:
+            if not entered:
+                self.pending -= 1
+
+    def release(self, runner: Runner) -> None:
+        runner.in_flight -= 1
+        if runner.in_flight:
+            return
+        runner._idle.set()
+        if runner.unloading or runner.keep_alive == 0:
+            self._unload(runner)
+            return
+        if math.isinf(runner.keep_alive):
+            runner.idle_deadline = time.time() + FOREVER_SECONDS
+            return
+        runner.idle_deadline = time.time() + runner.keep_alive
+        runner._timer = asyncio.get_running_loop().call_later(
+            runner.keep_alive, self._expire, runner
+        )
+
+    def request_unload(self, info: ModelInfo) -> None:
+        """The empty-prompt keep_alive 0 request (4.4): unload now or when idle."""
+        runner = self.runners.get(info.key)
+        if runner is None:
+            return
+        runner.unloading = True
+        runner.unload_requested_at = time.time()
+        if runner.in_flight == 0:
+            self._unload(runner)
+
+    def loaded(self) -> list[Runner]:
+        return list(self.runners.values())
+
+    async def close(self) -> None:
+        for runner in list(self.runners.values()):
+            if runner._timer is not None:
+                runner._timer.cancel()
+
+    # -- internals ------------------------------------------------------------------
+
+    def _enter(self, runner: Runner, keep_alive: float | None) -> None:
+        runner.in_flight += 1
+        runner._idle.clear()
+        if runner._timer is not None:
+            runner._timer.cancel()
+            runner._timer = None
+        if keep_alive is not None:  # sticky: only an explicit value changes it
+            runner.keep_alive = keep_alive
+
+    async def _load(self, info: ModelInfo, keep_alive: float | None) -> Runner:
+        existing = self.runners.get(info.key)
+        if existing is not None:
+            if not existing.unloading:
+                return existing  # loaded by the request ahead of us
+            await existing.gone.wait()
+        while len(self.runners) >= self.config.max_loaded:
+            await self._evict_one()
+        fault = self.faults.for_load(info.key)
+        if fault is not None:
+            raise ApiError(fault.status, fault.message)
+        if self.config.load_time > 0:
+            # Bound to this request: a disconnect cancels the sleep and the
+            # next waiter starts a fresh load (1.5).
+            await asyncio.sleep(self.config.load_time)
+        runner = Runner(
+            info,
+            self.config.slots_per_model,
+            self._default_keep_alive if keep_alive is None else keep_alive,
+        )
+        self.runners[info.key] = runner
+        self.stats.loads += 1
+        return runner
+
+    async def _evict_one(self) -> None:
+        runners = list(self.runners.values())
+        idle = [r for r in runners if r.in_flight == 0]
+        pool = idle or runners
+        victim = min(pool, key=lambda r: (r.keep_alive, r.info.key))
+        victim.unloading = True
+        if victim.in_flight:
+            await victim.wait_idle()
+        if self.runners.get(victim.info.key) is victim:
+            self._unload(victim)
+
+    def _expire(self, runner: Runner) -> None:
+        runner._timer = None
+        if runner.in_flight == 0 and self.runners.get(runner.info.key) is runner:
+            self._unload(runner)
+
+    def _unload(self, runner: Runner) -> None:
+        if runner._timer is not None:
+            runner._timer.cancel()
+            runner._timer = None
+        if self.runners.get(runner.info.key) is runner:
+            del self.runners[runner.info.key]
+            self.stats.unloads += 1
+        runner.gone.set()

@@ -1,0 +1,61 @@
+"""Writing a job's tokens as a stream, headers only with the first chunk (1.5).
+
+Both APIs use this: they differ only in how a token, the end and a
+mid-stream failure are framed (`Framing`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from router.emulator.engine import Engine, Job
+from router.emulator.errors import ApiError, StreamCut
+from router.emulator.stats import Stats
+
+
+@dataclass(slots=True)
+class Framing:
+    content_type: str
+    token: Callable[[str], bytes]  # one chunk per generated token
+    end: Callable[[], bytes]  # everything after the last token (final line, [DONE]...)
+    cut: Callable[[str], bytes]  # what a mid-stream failure leaves on the wire
+    error: Callable[[ApiError], web.StreamResponse]  # failure before the first byte
+
+
+async def stream_job(
+    request: web.Request, engine: Engine, stats: Stats, job: Job, framing: Framing
+) -> web.StreamResponse:
+    response: web.StreamResponse | None = None
+
+    async def send(chunk: bytes) -> None:
+        nonlocal response
+        if response is None:
+            response = web.StreamResponse(headers={"Content-Type": framing.content_type})
+            await response.prepare(request)
+        await response.write(chunk)
+
+    tokens = engine.stream(job)
+    try:
+        async for token in tokens:
+            await send(framing.token(token))
+        await send(framing.end())
+    except ApiError as exc:
+        if response is None:
+            return framing.error(exc)
+        await response.write(framing.cut(exc.message))
+    except StreamCut as cut:
+        await send(framing.cut(cut.message))
+    except ConnectionResetError:
+        # The client left between two chunks: generation stops here (1.5).
+        stats.cancelled += 1
+        assert response is not None
+        return response
+    finally:
+        await tokens.aclose()
+        engine.release(job)
+    assert response is not None
+    await response.write_eof()
+    return response

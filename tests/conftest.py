@@ -1,0 +1,51 @@
+"""Shared fixtures: emulated Ollama servers for every test suite.
+
+    def test_x(emulator):
+        emu = emulator(models=["llama3.2"], load_time=0.05)          # in-process (thread)
+        proc = emulator(models=["llama3.2"], subprocess=True)         # real process: .pid, .kill()
+        emu.url; emu.port; emu.stats(); emu.add_fault("busy", count=1); emu.clear_faults()
+
+`emulator(**fields)` takes any EmulatorConfig field (models, embedding_models,
+load_time, tokens_per_second, num_parallel, max_queue, max_loaded_models,
+keep_alive, version, allow_pull, response_tokens, context_length, pull_time)
+and listens on a free loopback port. Everything started is closed (processes
+by PID) when the test ends. `ollama_emulator` is a ready default instance.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from router.emulator.config import EmulatorConfig
+from router.emulator.harness import EmulatorHandle, start_emulator
+
+DEFAULT_MODELS = ["llama3.2", "qwen2.5:7b"]
+DEFAULT_EMBEDDING_MODELS = ["nomic-embed-text"]
+
+EmulatorFactory = Callable[..., EmulatorHandle]
+
+
+@pytest.fixture
+def emulator() -> Iterator[EmulatorFactory]:
+    started: list[EmulatorHandle] = []
+
+    def factory(*, subprocess: bool = False, **fields: Any) -> EmulatorHandle:
+        fields.setdefault("port", 0)
+        fields.setdefault("models", list(DEFAULT_MODELS))
+        fields.setdefault("embedding_models", list(DEFAULT_EMBEDDING_MODELS))
+        handle = start_emulator(EmulatorConfig(**fields), subprocess=subprocess)
+        started.append(handle)
+        return handle
+
+    yield factory
+    for handle in reversed(started):
+        handle.close(timeout=2.0)
+
+
+@pytest.fixture
+def ollama_emulator(emulator: EmulatorFactory) -> EmulatorHandle:
+    """One in-process emulator with llama3.2, qwen2.5:7b and nomic-embed-text, no delays."""
+    return emulator()
