@@ -19,7 +19,7 @@ from router.fleet.health import HealthMonitor
 from router.fleet.keepwarm import KeepWarm
 from router.fleet.state import Fleet
 from router.server import admin, ollama_api, openai_api
-from router.server.context import SERVICES, Services
+from router.server.context import RECORD, SERVICES, Services
 from router.server.errors import (
     BodyTooLarge,
     MethodNotAllowed,
@@ -58,7 +58,7 @@ def _render_http_exception(exc: web.HTTPException, api: str) -> web.StreamRespon
 async def edge(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Request id, errors in the API's shape, one log line per request."""
     record = Record(_request_id(request), api_of(request.path), request.method, request.path)
-    request["record"] = record
+    request[RECORD] = record
     try:
         response = await handler(request)
     except RouterError as exc:

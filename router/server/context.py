@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -33,6 +34,9 @@ class Services:
 
 
 SERVICES: web.AppKey[Services] = web.AppKey("services", Services)
+RECORD: web.RequestKey[Record] = web.RequestKey("record", Record)
+# Set by access control: may the caller use this model? (absent: everyone may)
+MODEL_ALLOWED: web.RequestKey[Callable[[Model], bool]] = web.RequestKey("model_allowed")
 
 
 def services(request: web.Request) -> Services:
@@ -40,7 +44,7 @@ def services(request: web.Request) -> Services:
 
 
 def record_of(request: web.Request) -> Record:
-    return request["record"]  # type: ignore[no-any-return]
+    return request[RECORD]
 
 
 async def read_json(request: web.Request) -> tuple[bytes, dict[str, Any]]:
@@ -80,5 +84,5 @@ def requested_model(request: web.Request, payload: dict[str, Any], fields: tuple
 
 def allowed(request: web.Request, model: Model) -> bool:
     """Whether the caller may use this model (API-key allowlists; open without keys)."""
-    check = request.get("model_allowed")
+    check = request.get(MODEL_ALLOWED)
     return True if check is None else bool(check(model))
