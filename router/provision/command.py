@@ -1,12 +1,201 @@
-"""`ollama-router up/down/status/compose` (placeholders until the provisioning issue lands)."""
+"""`ollama-router up / down / status / compose`: Docker containers for a catalog."""
 
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from router.notlanded import register_placeholder
+from docker.errors import DockerException
+
+from router.catalog.command import load_or_report
+from router.catalog.model import Catalog
+from router.provision import compose, report
+from router.provision.docker import Reconciler, connect, down, inspect
+from router.provision.errors import ProvisionError, explain
+from router.provision.preload import PreloadResult, preload
+from router.provision.pull import PullResult, pull_missing
+from router.provision.spec import catalog_specs, project_name, valid_project
+from router.provision.status import fill_loaded, status_rows
+
+_PROJECT_HELP = (
+    "name that marks this catalog's containers (label and name prefix); "
+    "default: $ROUTER_PROJECT, else the catalog file's name without .yaml"
+)
 
 
 def register(subparsers: Any) -> None:
-    register_placeholder(subparsers, "up", "create or reconcile the catalog's Docker containers, pull and load models", "the provisioning issue")
-    register_placeholder(subparsers, "down", "remove the catalog's Docker containers", "the provisioning issue")
-    register_placeholder(subparsers, "status", "show the catalog's containers, GPUs, health and loaded models", "the provisioning issue")
-    register_placeholder(subparsers, "compose", "write a Docker Compose file for the catalog", "the provisioning issue")
+    up = subparsers.add_parser(
+        "up",
+        help="create or reconcile the catalog's Docker containers, pull and load models",
+        description=(
+            "Create one Docker container per managed catalog container (GPUs pinned by device requests), "
+            "recreate those whose spec changed, leave the others running; then pull the models each lacks "
+            "and load them. Exit 1 when any container, pull or load failed."
+        ),
+    )
+    _common(up)
+    up.add_argument("--prune", action="store_true", help="remove this project's containers that the catalog no longer lists")
+    up.add_argument("--no-pull", dest="pull", action="store_false", help="do not pull missing models")
+    up.add_argument("--no-preload", dest="preload", action="store_false", help="do not load models after pulling")
+    up.add_argument("--timeout", type=float, default=120.0, metavar="SECONDS",
+                    help="how long to wait for each container's Ollama to answer (default 120)")
+    up.add_argument("--parallel", type=int, default=3, metavar="N", help="models pulled at once (default 3)")
+    up.set_defaults(func=run_up)
+
+    down_parser = subparsers.add_parser(
+        "down",
+        help="remove the catalog's Docker containers",
+        description="Remove this project's containers (only those labelled as ours). Models stay unless --volumes.",
+    )
+    _common(down_parser)
+    down_parser.add_argument("--volumes", action="store_true", help="also remove the named volumes holding the models")
+    down_parser.set_defaults(func=run_down)
+
+    status = subparsers.add_parser(
+        "status",
+        help="show the catalog's containers, GPUs, health and loaded models",
+        description="A table of the catalog's containers: Docker state, GPUs, image, health, loaded models (/api/ps), uptime.",
+    )
+    _common(status)
+    status.set_defaults(func=run_status)
+
+    compose_parser = subparsers.add_parser(
+        "compose",
+        help="write a Docker Compose file for the catalog",
+        description=(
+            "Write DIR/compose.yaml (the router plus one Ollama service per managed container, GPUs reserved by "
+            "device id) and DIR/catalog.yaml (the router's catalog, reaching each Ollama by service name)."
+        ),
+    )
+    compose_parser.add_argument("catalog", help="path to the catalog YAML file")
+    compose_parser.add_argument("-o", "--output", default="compose", metavar="DIR", help="output directory (default: compose)")
+    compose_parser.set_defaults(func=run_compose)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("catalog", help="path to the catalog YAML file")
+    parser.add_argument("-p", "--project", default=None, help=_PROJECT_HELP)
+
+
+def _project(args: argparse.Namespace) -> str | None:
+    project = args.project or os.environ.get("ROUTER_PROJECT") or project_name(args.catalog)
+    if not valid_project(project):
+        print(f"invalid project name {project!r}: letters, digits, '_', '.', '-', starting with a letter or digit",
+              file=sys.stderr)
+        return None
+    return project
+
+
+def _guarded(body: Callable[[], int]) -> int:
+    """Expected failures as one clear message and exit 1, never a traceback."""
+    try:
+        return body()
+    except ProvisionError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+    except DockerException as exc:
+        print(f"error: Docker: {explain(exc)}", file=sys.stderr)
+    return 1
+
+
+def _load(args: argparse.Namespace) -> tuple[Catalog, str] | None:
+    result = load_or_report(args.catalog)
+    if result is None:
+        return None
+    project = _project(args)
+    if project is None:
+        return None
+    return result.catalog, project
+
+
+# ---------------------------------------------------------------------------
+
+
+def run_up(args: argparse.Namespace) -> int:
+    loaded = _load(args)
+    if loaded is None:
+        return 1
+    catalog, project = loaded
+    return _guarded(lambda: _up(catalog, project, args))
+
+
+def _up(catalog: Catalog, project: str, args: argparse.Namespace) -> int:
+    out = report.console()
+    specs = catalog_specs(catalog, project)
+    if not specs:
+        out.print(f"{catalog.path}: no managed containers (every container has a url); nothing to do")
+    client = connect()
+
+    def notify(name: str, what: str) -> None:
+        out.print(f"{name}: {what}", highlight=False)
+
+    outcomes = Reconciler(client, project, ready_timeout=args.timeout, notify=notify).up(specs, prune=args.prune)
+    ready = [o.name for o in outcomes if o.ok and o.action not in ("removed", "kept")]
+    pulls: list[PullResult] = []
+    loads: list[PreloadResult] = []
+    if ready and args.pull:
+        with report.PullBars(out) as bars:
+            pulls = asyncio.run(pull_missing(catalog, containers=ready, on_progress=bars, parallel=args.parallel))
+    if ready and args.preload:
+        failed_pulls = {p.container for p in pulls if not p.ok}
+        out.print("loading models ...")
+        loads = asyncio.run(preload(catalog, containers=[n for n in ready if n not in failed_pulls]))
+    reports = report.merge_reports(outcomes, specs, pulls, loads)
+    out.print(report.up_table(catalog, reports))
+    failed = [r.outcome.name for r in reports if not r.ok]
+    if failed:
+        print(f"error: {len(failed)} container(s) failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def run_down(args: argparse.Namespace) -> int:
+    loaded = _load(args)
+    if loaded is None:
+        return 1
+    catalog, project = loaded
+
+    def body() -> int:
+        outcomes = down(connect(), project, volumes=args.volumes)
+        if not outcomes:
+            report.console().print(f"no containers of project {project} to remove")
+            return 0
+        report.console().print(report.down_table(project, outcomes))
+        return 0 if all(o.ok for o in outcomes) else 1
+
+    return _guarded(body)
+
+
+def run_status(args: argparse.Namespace) -> int:
+    loaded = _load(args)
+    if loaded is None:
+        return 1
+    catalog, project = loaded
+
+    def body() -> int:
+        rows = status_rows(catalog, inspect(connect(), project))
+        asyncio.run(fill_loaded(rows))
+        report.console().print(report.status_table(f"{catalog.path} (project {project})", rows))
+        return 0
+
+    return _guarded(body)
+
+
+def run_compose(args: argparse.Namespace) -> int:
+    result = load_or_report(args.catalog)
+    if result is None:
+        return 1
+    out_dir = Path(args.output)
+    try:
+        written = compose.write_compose(result.catalog, out_dir, args.catalog)
+    except OSError as exc:
+        print(f"error: cannot write to {out_dir}: {exc}", file=sys.stderr)
+        return 1
+    for path in written:
+        print(f"wrote {path}")
+    print(f"run it on a GPU box: docker compose -f {written[0]} up -d")
+    return 0

@@ -1,0 +1,289 @@
+"""Reconcile Docker with the catalog: create, recreate, start, prune; and remove.
+
+Only containers labelled with this project are ever touched. Work on distinct
+containers runs in parallel threads (docker-py is synchronous); one container's
+failure is recorded in its outcome and never stops the others.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import docker
+from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+from docker.models.containers import Container as DockerContainer
+
+from router.provision.errors import ProvisionError, docker_unavailable, explain
+from router.provision.spec import LABEL_CONTAINER, LABEL_PROJECT, LABEL_SPEC_HASH, MODEL_DIR, ContainerSpec
+
+Notify = Callable[[str, str], None]  # (container name, what happened)
+
+# docker-py's HTTP timeout; image pulls get longer (an Ollama image is ~2 GB).
+API_TIMEOUT = 60
+PULL_TIMEOUT = 1800
+
+
+@dataclass(slots=True)
+class Outcome:
+    name: str  # the catalog's container name
+    action: str  # created, recreated, started, unchanged, removed, kept, failed
+    ok: bool = True
+    message: str = ""
+    docker_name: str = ""
+    container_id: str = ""
+
+
+def connect(timeout: int = API_TIMEOUT, pool_size: int = 16) -> docker.DockerClient:
+    """A client that has answered a ping, or DockerUnavailable with how to fix it."""
+    try:
+        client = docker.from_env(timeout=timeout, max_pool_size=pool_size)
+        client.ping()
+    except DockerException as exc:
+        raise docker_unavailable(exc) from None
+    except OSError as exc:
+        raise docker_unavailable(exc) from None
+    return client
+
+
+def owned_containers(client: docker.DockerClient, project: str) -> dict[str, DockerContainer]:
+    """This project's containers by catalog name (containers without our labels never appear)."""
+    found = client.containers.list(all=True, filters={"label": f"{LABEL_PROJECT}={project}"})
+    return {c.labels.get(LABEL_CONTAINER, c.name): c for c in found}
+
+
+# ---------------------------------------------------------------------------
+# Pieces of one container's reconcile
+
+
+def ensure_image(client: docker.DockerClient, image: str) -> None:
+    """Use the local image, else pull it; ProvisionError when neither works."""
+    try:
+        client.images.get(image)
+        return
+    except ImageNotFound:
+        pass
+    except APIError as exc:
+        raise ProvisionError(explain(exc, image=image)) from None
+    try:
+        client.images.pull(image)
+    except DockerException as exc:
+        raise ProvisionError(f"image {image} is not available locally and could not be pulled: {explain(exc)}") from None
+
+
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Could our container bind this port? (SO_REUSEADDR: a TIME_WAIT socket is no conflict.)"""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return False
+            raise
+    return True
+
+
+def _check_port(spec: ContainerSpec) -> None:
+    port = spec.listen_port if spec.uses_host_network else spec.port
+    if port is not None and not port_free(port):
+        raise ProvisionError(
+            f"port {port} is already in use on this machine (another process or container listens there); "
+            f"free it or change the catalog's port for '{spec.name}'"
+        )
+
+
+def _remove(container: DockerContainer) -> None:
+    try:
+        container.remove(force=True)
+    except NotFound:
+        pass
+
+
+def _last_log_lines(container: DockerContainer, lines: int = 3) -> str:
+    try:
+        text = container.logs(tail=lines).decode("utf-8", "replace").strip()
+    except DockerException:
+        return ""
+    return " | ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
+def answers(url: str, timeout: float = 1.0) -> bool:
+    """Does an Ollama answer `GET /` there?"""
+    try:
+        with urllib.request.urlopen(url.rstrip("/") + "/", timeout=timeout) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def wait_ready(container: DockerContainer, spec: ContainerSpec, timeout: float) -> None:
+    """Until its Ollama answers on its URL; fail early when the container stops or restarts."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if answers(spec.url):
+            return
+        container.reload()
+        state = container.attrs.get("State", {})
+        if state.get("Status") in ("exited", "dead") or state.get("Restarting"):
+            logs = _last_log_lines(container)
+            raise ProvisionError(
+                f"container stopped (exit code {state.get('ExitCode')})" + (f": {logs}" if logs else "")
+            )
+        if time.monotonic() >= deadline:
+            raise ProvisionError(f"Ollama did not answer at {spec.url} within {timeout:g}s (container {state.get('Status')})")
+        time.sleep(0.2)
+
+
+def _create_and_start(client: docker.DockerClient, spec: ContainerSpec) -> DockerContainer:
+    _check_port(spec)
+    try:
+        container = client.containers.create(**spec.create_kwargs())
+    except DockerException as exc:
+        raise ProvisionError(explain(exc, image=spec.image, gpus=spec.gpus)) from None
+    _start(container, spec)
+    return container
+
+
+def _start(container: DockerContainer, spec: ContainerSpec) -> None:
+    try:
+        container.start()
+    except DockerException as exc:
+        raise ProvisionError(explain(exc, image=spec.image, gpus=spec.gpus)) from None
+
+
+# ---------------------------------------------------------------------------
+# The whole reconcile
+
+# What the action column says when the action did not bring the container up.
+_FAILED_ACTION = {"created": "create failed", "recreated": "recreate failed", "started": "start failed", "unchanged": "not ready"}
+
+
+@dataclass(slots=True)
+class Reconciler:
+    client: docker.DockerClient
+    project: str
+    ready_timeout: float = 120.0
+    parallel: int = 8
+    notify: Notify = lambda name, what: None
+
+    def up(self, specs: list[ContainerSpec], *, prune: bool = False) -> list[Outcome]:
+        existing = owned_containers(self.client, self.project)
+        image_errors = self._ensure_images({s.image for s in specs})
+        with ThreadPoolExecutor(max_workers=self.parallel, thread_name_prefix="provision") as pool:
+            outcomes = list(pool.map(lambda s: self._one(s, existing.get(s.name), image_errors.get(s.image)), specs))
+            wanted = {s.name for s in specs}
+            leftovers = [(n, c) for n, c in existing.items() if n not in wanted]
+            outcomes += list(pool.map(lambda item: self._leftover(*item, prune=prune), leftovers))
+        return outcomes
+
+    def _ensure_images(self, images: set[str]) -> dict[str, str]:
+        def check(image: str) -> tuple[str, str | None]:
+            try:
+                ensure_image(self.client, image)
+                return image, None
+            except ProvisionError as exc:
+                return image, str(exc)
+
+        with ThreadPoolExecutor(max_workers=max(1, min(len(images), 4))) as pool:
+            return {image: error for image, error in pool.map(check, sorted(images)) if error}
+
+    def _one(self, spec: ContainerSpec, current: DockerContainer | None, image_error: str | None) -> Outcome:
+        outcome = Outcome(spec.name, "unchanged", docker_name=spec.docker_name)
+        try:
+            if image_error:
+                raise ProvisionError(image_error)
+            container = self._converge(spec, current, outcome)
+            outcome.container_id = container.id or ""
+            self.notify(spec.name, f"{outcome.action}; waiting for Ollama at {spec.url}")
+            wait_ready(container, spec, self.ready_timeout)
+            self.notify(spec.name, "ready")
+        except (ProvisionError, DockerException) as exc:
+            message = str(exc) if isinstance(exc, ProvisionError) else explain(exc, image=spec.image, gpus=spec.gpus)
+            outcome.ok, outcome.message = False, message
+            outcome.action = _FAILED_ACTION.get(outcome.action, outcome.action)
+            self.notify(spec.name, f"failed: {message}")
+        return outcome
+
+    def _converge(self, spec: ContainerSpec, current: DockerContainer | None, outcome: Outcome) -> DockerContainer:
+        if current is None:
+            self._refuse_foreign_name(spec)
+            outcome.action = "created"
+            return _create_and_start(self.client, spec)
+        if current.labels.get(LABEL_SPEC_HASH) != spec.spec_hash:
+            outcome.action = "recreated"
+            _remove(current)
+            return _create_and_start(self.client, spec)
+        if current.status != "running":
+            outcome.action = "started"
+            _check_port(spec)
+            _start(current, spec)
+        return current
+
+    def _refuse_foreign_name(self, spec: ContainerSpec) -> None:
+        try:
+            other = self.client.containers.get(spec.docker_name)
+        except NotFound:
+            return
+        raise ProvisionError(
+            f"a container named {spec.docker_name} exists and is not this catalog's "
+            f"(project label {other.labels.get(LABEL_PROJECT)!r}); it is left alone: rename or remove it, or use another --project"
+        )
+
+    def _leftover(self, name: str, container: DockerContainer, *, prune: bool) -> Outcome:
+        if not prune:
+            return Outcome(name, "kept", message="no longer in the catalog; `up --prune` removes it", docker_name=container.name)
+        try:
+            _remove(container)
+        except DockerException as exc:
+            return Outcome(name, "failed", ok=False, message=explain(exc), docker_name=container.name)
+        self.notify(name, "removed (no longer in the catalog)")
+        return Outcome(name, "removed", docker_name=container.name)
+
+
+def down(client: docker.DockerClient, project: str, *, volumes: bool = False) -> list[Outcome]:
+    """Remove this project's containers; with `volumes`, the named volumes they kept models in."""
+    containers = owned_containers(client, project)
+    model_volumes = {
+        m["Name"]
+        for c in containers.values()
+        for m in c.attrs.get("Mounts", [])
+        if m.get("Type") == "volume" and m.get("Destination", "").rstrip("/") == MODEL_DIR
+    }
+
+    def remove(item: tuple[str, DockerContainer]) -> Outcome:
+        name, container = item
+        try:
+            _remove(container)
+        except DockerException as exc:
+            return Outcome(name, "failed", ok=False, message=explain(exc), docker_name=container.name)
+        return Outcome(name, "removed", docker_name=container.name)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        outcomes = list(pool.map(remove, sorted(containers.items())))
+    if volumes:
+        for volume in sorted(model_volumes):
+            outcomes.append(_remove_volume(client, volume))
+    return outcomes
+
+
+def _remove_volume(client: docker.DockerClient, name: str) -> Outcome:
+    try:
+        client.volumes.get(name).remove()
+    except NotFound:
+        return Outcome(f"volume {name}", "removed")
+    except APIError as exc:
+        return Outcome(f"volume {name}", "failed", ok=False, message=explain(exc))
+    return Outcome(f"volume {name}", "removed")
+
+
+def inspect(client: docker.DockerClient, project: str) -> dict[str, dict[str, Any]]:
+    """`docker inspect` of this project's containers, by catalog name."""
+    return {name: c.attrs for name, c in owned_containers(client, project).items()}

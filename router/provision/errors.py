@@ -1,0 +1,53 @@
+"""Docker's errors, said the way a user can act on them."""
+
+from __future__ import annotations
+
+from docker.errors import APIError, DockerException
+
+NVIDIA_TOOLKIT_URL = "https://docs.nvidia.com/datacenter/cloud-native/container-toolkit/latest/install-guide.html"
+
+
+class ProvisionError(Exception):
+    """A failure with a message fit for the user (no traceback)."""
+
+
+class DockerUnavailable(ProvisionError):
+    pass
+
+
+def docker_unavailable(exc: Exception) -> DockerUnavailable:
+    return DockerUnavailable(
+        f"cannot reach the Docker engine ({_reason(exc)}).\n"
+        "Start it (e.g. `sudo systemctl start docker`, or run `dockerd` as root), make sure you may use it "
+        "(member of the `docker` group, or root), or point DOCKER_HOST at a running engine."
+    )
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, APIError) and exc.explanation:
+        return str(exc.explanation)
+    text = str(exc)
+    # docker-py wraps the socket error a few times; the innermost part is the useful one.
+    if "Connection refused" in text or "ConnectionRefused" in text:
+        return "connection refused"
+    if "No such file or directory" in text or "FileNotFoundError" in text:
+        return "no socket at DOCKER_HOST or /var/run/docker.sock"
+    if "Permission denied" in text or "PermissionError" in text:
+        return "permission denied on the Docker socket"
+    return text
+
+
+def explain(exc: Exception, *, image: str = "", gpus: tuple[int, ...] = ()) -> str:
+    """One line (or two) for an error from creating or starting a container."""
+    text = _reason(exc) if isinstance(exc, DockerException) else str(exc)
+    if "could not select device driver" in text:
+        gpu_list = ",".join(map(str, gpus)) or "?"
+        return (
+            f"GPU {gpu_list} requested but Docker has no NVIDIA runtime ({text}). "
+            f"Install the NVIDIA Container Toolkit and restart Docker: {NVIDIA_TOOLKIT_URL}"
+        )
+    if "address already in use" in text or "port is already allocated" in text:
+        return f"port already in use: {text}"
+    if "No such image" in text or "pull access denied" in text or "manifest unknown" in text:
+        return f"image {image} is not available locally and could not be pulled ({text})"
+    return text

@@ -1,0 +1,135 @@
+"""What the provisioning commands show: pull progress bars and tables (rich)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import TracebackType
+
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+from rich.table import Table
+
+from router.catalog.model import Catalog
+from router.provision.docker import Outcome
+from router.provision.preload import PreloadResult
+from router.provision.pull import PullEvent, PullResult
+from router.provision.spec import ContainerSpec
+from router.provision.status import StatusRow
+
+
+def console(stderr: bool = False) -> Console:
+    # Wide enough that tables stay readable when output is captured (no terminal).
+    return Console(stderr=stderr, width=max(Console(stderr=stderr).width, 160))
+
+
+class PullBars:
+    """A progress bar per (container, model); a line per finished or failed pull."""
+
+    def __init__(self, out: Console) -> None:
+        self._out = out
+        self._progress = Progress(
+            TextColumn("{task.fields[label]}"),
+            TextColumn("[dim]{task.fields[status]}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=out,
+        )
+        self._tasks: dict[tuple[str, str], TaskID] = {}
+
+    def __enter__(self) -> PullBars:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self._progress.stop()
+
+    def __call__(self, event: PullEvent) -> None:
+        key = (event.container, event.model)
+        task = self._tasks.get(key)
+        if task is None:
+            label = f"{event.container}: {event.model}"
+            task = self._tasks[key] = self._progress.add_task(label, total=None, label=label, status="")
+        self._progress.update(task, completed=event.completed, total=event.total or None, status=event.status[:24])
+        if event.error:
+            self._progress.console.print(f"[red]pull failed[/] {event.container}: {event.model}: {event.error}")
+        elif event.done:
+            self._progress.update(task, total=event.total or 1, completed=event.total or 1)
+            self._progress.console.print(f"pulled {event.model} on {event.container}")
+
+
+@dataclass(slots=True)
+class ContainerReport:
+    spec: ContainerSpec | None
+    outcome: Outcome
+    pulled: list[str] = field(default_factory=list)
+    loaded: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome.ok and not self.errors
+
+
+def merge_reports(
+    outcomes: list[Outcome], specs: list[ContainerSpec], pulls: list[PullResult], loads: list[PreloadResult]
+) -> list[ContainerReport]:
+    by_name = {s.name: s for s in specs}
+    reports = {o.name: ContainerReport(by_name.get(o.name), o) for o in outcomes}
+    for pull in pulls:
+        report = reports.get(pull.container)
+        if report is None:
+            continue
+        if pull.ok:
+            report.pulled.append(pull.model)
+        else:
+            report.errors.append(f"pull {pull.model}: {pull.error}" if pull.model != "*" else pull.error)
+    for load in loads:
+        report = reports.get(load.container)
+        if report is None:
+            continue
+        if load.ok:
+            report.loaded.append(load.model)
+        else:
+            report.errors.append(f"load {load.model}: {load.error}")
+    return list(reports.values())
+
+
+def up_table(catalog: Catalog, reports: list[ContainerReport]) -> Table:
+    table = Table(title=f"ollama-router up: {catalog.path}")
+    for column in ("container", "action", "GPUs", "address", "models", "result"):
+        table.add_column(column, overflow="fold")
+    for report in reports:
+        spec = report.spec
+        gpus = ",".join(map(str, spec.gpus)) if spec and spec.gpus else "-"
+        models = []
+        for model in catalog.models_on(report.outcome.name):
+            notes = [w for w, hit in (("pulled", model.tag in report.pulled), ("loaded", model.tag in report.loaded)) if hit]
+            models.append(model.tag + (f" ({', '.join(notes)})" if notes else ""))
+        problems = ([report.outcome.message] if not report.outcome.ok else []) + report.errors
+        result = "[green]ok[/]" if report.ok else "[red]failed[/]: " + "; ".join(problems)
+        if report.ok and report.outcome.message:
+            result += f" ({report.outcome.message})"
+        table.add_row(report.outcome.name, report.outcome.action, gpus, spec.url if spec else "-", "\n".join(models) or "-", result)
+    return table
+
+
+def down_table(project: str, outcomes: list[Outcome]) -> Table:
+    table = Table(title=f"ollama-router down: project {project}")
+    for column in ("container", "docker name", "result"):
+        table.add_column(column)
+    for outcome in outcomes:
+        result = outcome.action if outcome.ok else f"[red]failed[/]: {outcome.message}"
+        table.add_row(outcome.name, outcome.docker_name or "-", result)
+    return table
+
+
+def status_table(title: str, rows: list[StatusRow]) -> Table:
+    table = Table(title=title)
+    for column in ("container", "state", "GPUs", "image", "health", "loaded models", "uptime"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        loaded = "?" if row.loaded is None and row.url else ("\n".join(row.loaded) if row.loaded else "-")
+        table.add_row(row.container, row.state, row.gpus, row.image, row.health, loaded, row.uptime)
+    return table
