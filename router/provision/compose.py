@@ -124,11 +124,23 @@ def render_router_catalog(catalog: Catalog) -> dict[str, Any]:
         else:
             containers[name] = spec
     raw["containers"] = containers
+    # No container is provisioned from this copy: keep only what steers the router.
+    defaults = raw.get("defaults") or {}
+    raw["defaults"] = {k: v for k, v in defaults.items() if k in _ROUTER_SIDE_KEYS}
+    if not raw["defaults"]:
+        del raw["defaults"]
     return raw
 
 
+class _PlainDumper(yaml.SafeDumper):
+    """No `&id001` anchors for values that happen to be shared: people read this file."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
 def _dump(document: dict[str, Any], header: str) -> str:
-    body = yaml.safe_dump(document, sort_keys=False, default_flow_style=False, width=120)
+    body = yaml.dump(document, Dumper=_PlainDumper, sort_keys=False, default_flow_style=False, width=120)
     return header + body
 
 
