@@ -20,7 +20,7 @@ from aiohttp import web
 
 from router.emulator.admin import AdminApi
 from router.emulator.catalog_api import CatalogApi
-from router.emulator.common import counted
+from router.emulator.common import counted, guarded
 from router.emulator.config import EmulatorConfig
 from router.emulator.hosts import HostCheck, is_loopback_bind
 from router.emulator.native import NativeApi
@@ -40,7 +40,7 @@ def _not_found(request: web.Request) -> web.Response:
     return web.Response(status=404, body=NOT_FOUND, headers={"Content-Type": TEXT})
 
 
-def _routes(emulator: Emulator) -> dict[str, dict[str, Handler]]:
+def _routes(emulator: Emulator, hosts: HostCheck | None) -> dict[str, dict[str, Handler]]:
     """path -> method -> handler; HEAD is only where upstream registers it."""
     catalog = CatalogApi(emulator)
     native = NativeApi(emulator)
@@ -48,17 +48,20 @@ def _routes(emulator: Emulator) -> dict[str, dict[str, Handler]]:
     admin = AdminApi(emulator)
 
     def model(handler: Handler) -> Handler:
-        return counted(emulator, handler)
+        return counted(emulator, handler, hosts)  # the Host check is folded in
+
+    def plain(handler: Handler) -> Handler:
+        return guarded(handler, hosts)
 
     return {
-        "/": {"GET": catalog.root, "HEAD": catalog.root},
-        "/api/version": {"GET": catalog.version, "HEAD": catalog.version},
-        "/api/tags": {"GET": catalog.tags, "HEAD": catalog.tags},
-        "/api/ps": {"GET": catalog.ps},
-        "/api/show": {"POST": catalog.show},
-        "/api/pull": {"POST": catalog.pull},
-        "/api/delete": {"DELETE": catalog.delete},
-        "/api/copy": {"POST": catalog.copy},
+        "/": {"GET": plain(catalog.root), "HEAD": plain(catalog.root)},
+        "/api/version": {"GET": plain(catalog.version), "HEAD": plain(catalog.version)},
+        "/api/tags": {"GET": plain(catalog.tags), "HEAD": plain(catalog.tags)},
+        "/api/ps": {"GET": plain(catalog.ps)},
+        "/api/show": {"POST": plain(catalog.show)},
+        "/api/pull": {"POST": plain(catalog.pull)},
+        "/api/delete": {"DELETE": plain(catalog.delete)},
+        "/api/copy": {"POST": plain(catalog.copy)},
         "/api/generate": {"POST": model(native.generate)},
         "/api/chat": {"POST": model(native.chat)},
         "/api/embed": {"POST": model(native.embed)},
@@ -66,10 +69,12 @@ def _routes(emulator: Emulator) -> dict[str, dict[str, Handler]]:
         "/v1/chat/completions": {"POST": model(openai.chat)},
         "/v1/completions": {"POST": model(openai.completions)},
         "/v1/embeddings": {"POST": model(openai.embeddings)},
-        "/v1/models": {"GET": openai.models},
-        "/v1/models/{model}": {"GET": openai.model},
-        "/_emulator/faults": {"GET": admin.list_faults, "POST": admin.add_fault, "DELETE": admin.clear_faults},
-        "/_emulator/stats": {"GET": admin.stats},
+        "/v1/models": {"GET": plain(openai.models)},
+        "/v1/models/{model}": {"GET": plain(openai.model)},
+        "/_emulator/faults": {
+            "GET": plain(admin.list_faults), "POST": plain(admin.add_fault), "DELETE": plain(admin.clear_faults),
+        },
+        "/_emulator/stats": {"GET": plain(admin.stats)},
     }
 
 
@@ -95,16 +100,6 @@ def _fallback(paths: set[str]) -> Handler:
     return handler
 
 
-def _host_guard(check: HostCheck) -> Callable[..., Awaitable[web.StreamResponse]]:
-    @web.middleware
-    async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if not check.allowed(request.headers.get("Host", "")):
-            return web.Response(status=403)
-        return await handler(request)
-
-    return guard
-
-
 def create_app(config: EmulatorConfig) -> web.Application:
     """An aiohttp app that serves one emulated Ollama.
 
@@ -112,22 +107,19 @@ def create_app(config: EmulatorConfig) -> web.Application:
     are dropped) and the access log is off, whoever runs the app.
     """
     emulator = Emulator.build(config)
-    middlewares = []
-    if config.check_host and is_loopback_bind(config.host):
-        middlewares.append(_host_guard(HostCheck()))
+    hosts = HostCheck() if config.check_host and is_loopback_bind(config.host) else None
     app = web.Application(
-        middlewares=middlewares,
         handler_args={"handler_cancellation": True, "access_log": None},
         client_max_size=64 * 1024 * 1024,
     )
     app[EMULATOR_KEY] = emulator
-    routes = _routes(emulator)
+    routes = _routes(emulator, hosts)
     for path, methods in routes.items():
         resource = app.router.add_resource(path)
         for method, handler in methods.items():
             resource.add_route(method, handler)
-        resource.add_route("*", _method_not_allowed(list(methods)))
-    app.router.add_route("*", "/{tail:.*}", _fallback(set(routes)))
+        resource.add_route("*", guarded(_method_not_allowed(list(methods)), hosts))
+    app.router.add_route("*", "/{tail:.*}", guarded(_fallback(set(routes)), hosts))
 
     async def shutdown(app: web.Application) -> None:
         await emulator.scheduler.close()
