@@ -1,0 +1,203 @@
+"""Fixtures for the provisioning tests against a real Docker engine.
+
+No registry is reachable, so the test image is made here: a busybox-static
+rootfs, `docker import`ed. Its containers run the project's emulator with this
+machine's Python and the test venv, bind-mounted read-only at the same paths,
+on host networking and loopback ports: `up` runs the emulator in place of
+Ollama, which reads OLLAMA_HOST as Ollama does. A tiny `ollama` shell script in
+the image answers the healthcheck (`ollama list`) with busybox wget.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import sys
+import tarfile
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+TEST_IMAGE = "ollama-router-test/emulator:latest"
+BUSYBOX = Path("/bin/busybox")
+LABEL_PROJECT = "io.ollama-router.project"
+
+OLLAMA_SHIM = """#!/bin/sh
+# Stands in for the ollama CLI in healthchecks: succeeds when the server answers.
+exec wget -q -O /dev/null "http://${OLLAMA_HOST:-127.0.0.1:11434}/"
+"""
+
+
+def _docker_client() -> Any:
+    import docker
+    from docker.errors import DockerException
+
+    try:
+        client = docker.from_env(timeout=60)
+        client.ping()
+    except DockerException as exc:
+        return exc
+    return client
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Iterator[Any]:
+    client = _docker_client()
+    if isinstance(client, Exception):
+        pytest.skip(f"no Docker engine reachable ({client}); ./scripts/test starts one when run as root")
+    yield client
+    client.close()
+
+
+def _is_static(path: Path) -> bool:
+    """An ELF without a PT_INTERP program header needs no libc in the image."""
+    data = path.read_bytes()
+    return data[:4] == b"\x7fELF" and b"/lib64/ld-linux" not in data[:4096] and b"/lib/ld-" not in data[:4096]
+
+
+def _rootfs_tar() -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+
+        def add_dir(name: str, mode: int = 0o755) -> None:
+            info = tarfile.TarInfo(name)
+            info.type, info.mode = tarfile.DIRTYPE, mode
+            tar.addfile(info)
+
+        def add_file(name: str, data: bytes, mode: int = 0o755) -> None:
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), mode
+            tar.addfile(info, io.BytesIO(data))
+
+        def add_link(name: str, target: str) -> None:
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = tarfile.SYMTYPE, target
+            tar.addfile(info)
+
+        for directory in ("bin", "etc", "dev", "proc", "sys", "usr", "root", "root/.ollama", "var"):
+            add_dir(directory)
+        add_dir("tmp", 0o1777)
+        add_file("bin/busybox", BUSYBOX.read_bytes())
+        for applet in ("sh", "wget", "cat", "ls", "sleep"):
+            add_link(f"bin/{applet}", "busybox")
+        add_file("bin/ollama", OLLAMA_SHIM.encode())
+        add_file("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n", 0o644)
+        # The host Python's loader and libc come from the bind-mounted /usr.
+        for lib in ("lib", "lib64"):
+            host = Path("/") / lib
+            if host.is_symlink():
+                add_link(lib, os.readlink(host).lstrip("/"))
+            else:
+                add_dir(lib)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="session")
+def emulator_image(docker_client: Any) -> str:
+    """The test image, made once per session (and reused when it is already there)."""
+    if not BUSYBOX.is_file() or not _is_static(BUSYBOX):
+        pytest.skip("no static busybox at /bin/busybox (apt-get install busybox-static; ./scripts/test does it as root)")
+    docker_client.api.import_image_from_data(_rootfs_tar(), repository=TEST_IMAGE.split(":")[0], tag="latest")
+    return TEST_IMAGE
+
+
+def host_mounts() -> list[str]:
+    """What the emulator needs from this machine, read-only at the same paths."""
+    wanted = [Path("/usr"), Path(sys.base_prefix), Path(sys.prefix), REPO]
+    for lib in ("/lib", "/lib64"):
+        if Path(lib).is_dir() and not Path(lib).is_symlink():
+            wanted.append(Path(lib))
+    resolved = sorted({p.resolve() for p in wanted if p.exists()}, key=lambda p: len(p.parts))
+    kept: list[Path] = []
+    for path in resolved:
+        if not any(path == k or k in path.parents for k in kept):
+            kept.append(path)
+    return [f"{p}:{p}:ro" for p in kept]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class ProvisionCatalog:
+    path: Path
+    project: str
+    ports: dict[str, int]
+    volume: str
+
+    def argv(self, command: str, *extra: str) -> list[str]:
+        return [command, str(self.path), "-p", self.project, *extra]
+
+    def url(self, container: str) -> str:
+        return f"http://127.0.0.1:{self.ports[container]}"
+
+    def docker_name(self, container: str) -> str:
+        return f"{self.project}-{container}"
+
+
+CatalogFactory = Callable[..., ProvisionCatalog]
+
+
+def emulator_command(*flags: str) -> list[str]:
+    python = str(Path(sys.prefix) / "bin" / "python")
+    return [python, "-m", "router.emulator", "--pull-time", "0.3", *flags]
+
+
+def render_catalog(
+    containers: dict[str, dict[str, Any]],
+    models: dict[str, list[str]],
+    ports: dict[str, int],
+    volume: str,
+) -> str:
+    """A catalog YAML whose containers run the emulator from the test image."""
+    import yaml
+
+    defaults = {
+        "image": TEST_IMAGE,
+        "command": emulator_command(),
+        "keep_alive": "10m",
+        "num_parallel": 2,
+        "env": {"PYTHONDONTWRITEBYTECODE": "1"},
+        "volumes": [*host_mounts(), f"{volume}:/root/.ollama"],
+    }
+    body = {
+        "version": 1,
+        "defaults": defaults,
+        "containers": {name: {"port": ports[name], **fields} for name, fields in containers.items()},
+        "models": {tag: {"containers": names} for tag, names in models.items()},
+    }
+    return yaml.safe_dump(body, sort_keys=False)
+
+
+@pytest.fixture
+def make_catalog(tmp_path: Path, docker_client: Any, emulator_image: str) -> Iterator[CatalogFactory]:
+    """Write catalogs with a project id and loopback ports of their own; remove what they made."""
+    project = f"ort-{uuid.uuid4().hex[:10]}"
+    volume = f"{project}-models"
+    ports: dict[str, int] = {}
+
+    def factory(containers: dict[str, dict[str, Any]], models: dict[str, list[str]], name: str = "catalog") -> ProvisionCatalog:
+        for container in containers:
+            ports.setdefault(container, free_port())
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(render_catalog(containers, models, ports, volume))
+        return ProvisionCatalog(path, project, dict(ports), volume)
+
+    yield factory
+    for container in docker_client.containers.list(all=True, filters={"label": f"{LABEL_PROJECT}={project}"}):
+        container.remove(force=True)
+    try:
+        docker_client.volumes.get(volume).remove(force=True)
+    except Exception:  # already gone (down --volumes), or never made
+        pass
+
+
