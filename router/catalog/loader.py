@@ -6,6 +6,7 @@ line; pydantic and the cross-reference checks report against those lines.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +39,12 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
-        return f"{self.path}:{self.line}: {self.message}"
+        # one problem, one line: a name holding a line break must not split it
+        return f"{self.path}:{self.line}: {self.message.translate(_ONE_LINE)}"
+
+
+# Every character str.splitlines() breaks on, shown escaped.
+_ONE_LINE = {c: repr(chr(c))[1:-1] for c in (0x0A, 0x0B, 0x0C, 0x0D, 0x1C, 0x1D, 0x1E, 0x85, 0x2028, 0x2029)}
 
 
 class CatalogError(Exception):
@@ -59,6 +65,17 @@ class LoadResult:
 # YAML with line marks
 
 
+def _key_text(node: yaml.Node) -> str:
+    """A mapping key as the loaded document spells it (`~` is None, `0x1F` is 31), to match pydantic's locs."""
+    if not isinstance(node, yaml.ScalarNode):
+        return str(node.start_mark)
+    try:
+        value = yaml.constructor.SafeConstructor().construct_object(node)
+    except Exception:  # noqa: BLE001 - an unreadable key is reported by the full load
+        return str(node.value)
+    return str(int(value) if isinstance(value, bool) else value)  # pydantic's loc holds `yes:` as 1
+
+
 def _walk(
     node: yaml.Node,
     path: Path_,
@@ -75,7 +92,7 @@ def _walk(
     if isinstance(node, yaml.MappingNode):
         seen: set[str] = set()
         for key_node, value_node in node.value:
-            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node.start_mark)
+            key = _key_text(key_node)
             child = (*path, key)
             if key in seen:
                 dupes.append((child, key_node.start_mark.line + 1))
@@ -137,6 +154,9 @@ def _parse_yaml(text: str, file: str) -> tuple[Any, _Lines]:
         if exc.problem and exc.context and exc.context_mark and exc.context_mark.line + 1 != line:
             what += f" ({exc.context} that starts at line {exc.context_mark.line + 1})"
         raise CatalogError([Problem(file, line, f"YAML syntax error: {what}")]) from None
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow; it has a position, not a mark
+        line = len(re.findall(r"\r\n|[\r\n\x85\u2028\u2029]", text[: exc.position])) + 1
+        raise CatalogError([Problem(file, line, f"YAML syntax error: character {exc.character!r} is not allowed")]) from None
     except yaml.YAMLError as exc:
         raise CatalogError([Problem(file, 1, f"YAML error: {exc}")]) from None
     except RecursionError:
