@@ -1,0 +1,105 @@
+"""Ollama's own API through the official `ollama` client and raw HTTP: inference
+forwarded by model, tags and ps merged over the fleet, version, `GET`/`HEAD /`."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.harness import RouterFleet
+from tests.server.support import EMBED, LLAMA, MESSAGES, QWEN, TAGS, http, ollama_client, served_by
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+@pytest.mark.parametrize(("name", "container_set"), [(LLAMA, {"a", "b"}), ("gpt-4o-mini", {"a", "b"}), ("QWEN2.5:7b", {"q"})])
+@pytest.mark.parametrize("stream", [False, True])
+async def test_chat(fleet: RouterFleet, name: str, container_set: set[str], stream: bool) -> None:
+    client = ollama_client(fleet)
+
+    async def chat() -> str:
+        if not stream:
+            return (await client.chat(model=name, messages=MESSAGES)).message.content or ""
+        parts = [part async for part in await client.chat(model=name, messages=MESSAGES, stream=True)]
+        assert len(parts) > 3 and parts[-1].done
+        return "".join(p.message.content or "" for p in parts)
+
+    text, served = await served_by(fleet, chat)
+    assert text.strip()
+    assert sum(served.values()) == 1 and set(served) <= container_set
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_generate(fleet: RouterFleet, stream: bool) -> None:
+    client = ollama_client(fleet)
+
+    async def generate() -> str:
+        if not stream:
+            reply = await client.generate(model="gpt-4o", prompt="Why is the sky blue?")
+            assert reply.done and reply.model == QWEN
+            return reply.response
+        return "".join([p.response async for p in await client.generate(model="gpt-4o", prompt="Why?", stream=True)])
+
+    text, served = await served_by(fleet, generate)
+    assert text.strip()
+    assert served == {"q": 1}
+
+
+async def test_embed(fleet: RouterFleet) -> None:
+    client = ollama_client(fleet)
+    reply, served = await served_by(fleet, lambda: client.embed(model="text-embedding-3-small", input=["a", "b"]))
+    assert len(reply.embeddings) == 2 and len(reply.embeddings[0]) > 10
+    assert served == {"e": 1}
+
+
+async def test_legacy_embeddings(fleet: RouterFleet) -> None:
+    client = ollama_client(fleet)
+    reply, served = await served_by(fleet, lambda: client.embeddings(model="nomic-embed-text", prompt="hello"))
+    assert len(reply.embedding) > 10
+    assert served == {"e": 1}
+
+
+@pytest.mark.parametrize("name", [LLAMA, "gpt-4o-mini"])
+async def test_show(fleet: RouterFleet, name: str) -> None:
+    client = ollama_client(fleet)
+    reply = await client.show(name)
+    assert reply.details is not None and reply.details.family
+    assert reply.modelinfo
+
+
+async def test_show_accepts_the_legacy_name_field(fleet: RouterFleet) -> None:
+    reply = await http(fleet, "POST", "/api/show", json={"name": "gpt-4o"})
+    assert reply.status == 200
+    assert reply.json()["details"]
+
+
+async def test_tags_lists_each_catalog_model_once(fleet: RouterFleet) -> None:
+    client = ollama_client(fleet)
+    models = (await client.list()).models
+    assert sorted(m.model for m in models) == sorted(TAGS)  # llama is on two containers, listed once
+    llama = next(m for m in models if m.model == LLAMA)
+    assert llama.size and llama.digest and llama.details and llama.details.family
+
+
+async def test_ps_lists_each_loaded_model_once(fleet: RouterFleet) -> None:
+    client = ollama_client(fleet)
+    await client.chat(model=LLAMA, messages=MESSAGES)
+    models = (await client.ps()).models
+    names = [m.model for m in models]
+    assert sorted(names) == sorted(set(names))
+    assert LLAMA in names  # loaded on both a and b (keep-warm), one entry
+    assert EMBED in names
+    assert all(m.expires_at is not None for m in models)
+
+
+async def test_version_is_the_fleets(fleet: RouterFleet) -> None:
+    reply = await http(fleet, "GET", "/api/version")
+    assert reply.status == 200
+    assert reply.json() == {"version": "0.33.0"}
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+async def test_root_says_ollama_is_running(fleet: RouterFleet, method: str) -> None:
+    reply = await http(fleet, method, "/")
+    assert reply.status == 200
+    assert reply.headers["Content-Type"] == "text/plain; charset=utf-8"
+    assert reply.body == (b"Ollama is running" if method == "GET" else b"")
