@@ -51,6 +51,10 @@ class RouterSettings(BaseSettings):
     max_body_bytes: int = Field(32 * 1024 * 1024, ge=1)
     probe_timeout: Seconds = 3.0
     connect_timeout: Seconds = 2.0
+    # against slow clients: a request's headers (also the idle keep-alive time) and its body
+    header_timeout: Seconds = Field(30.0, gt=0)
+    body_timeout: Seconds = Field(60.0, gt=0)
+    cold_load_threshold: Seconds = 1.0  # a load_duration above this counts as a cold load
 
     api_keys_file: str | None = None
 

@@ -76,6 +76,8 @@ class Record:
     error: str | None = None
     key_name: str | None = None
     usage: dict[str, Any] | None = None
+    tail: bytes = b""  # the answer's last bytes (where Ollama's eval stats and OpenAI's usage are)
+    upstream_wait: float = 0.0  # waiting for containers' response headers, over all attempts
     started: float = field(default_factory=time.perf_counter)
 
 
@@ -195,6 +197,7 @@ class Proxy:
         url = state.url + path
         headers = {**UPSTREAM_HEADERS, "X-Request-Id": record.request_id}
         for retry_stale in (True, False):
+            sent = time.perf_counter()
             try:
                 async with asyncio.timeout(self.ttft_timeout or None):
                     upstream = await state.session.post(url, data=body, headers=headers)
@@ -213,6 +216,8 @@ class Proxy:
             except (aiohttp.ClientError, OSError) as exc:
                 self.fleet.report_failure(state, f"{type(exc).__name__}: {exc}")
                 return Failure("connection")
+            finally:
+                record.upstream_wait += time.perf_counter() - sent
         try:
             if upstream.status in RETRYABLE:
                 return await self._failed_status(state, upstream)
@@ -274,6 +279,7 @@ class Proxy:
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             await self._end_broken_stream(response, record, state, content_type, f"upstream stream broke: {exc!r}")
             return response
+        record.tail = tail
         if upstream.status == 200:
             broken = _stream_incomplete(content_type, tail)
             if broken:
