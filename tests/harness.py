@@ -160,6 +160,17 @@ class RouterFleet:
                 raise TimeoutError("router never became ready")
             await asyncio.sleep(0.05)
 
+    async def wait_warm(self, timeout: float = 15.0) -> None:
+        """Until `/router/status` shows every model loaded on every one of its containers."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            models = (await self.status())["models"]
+            if all(set(m["ready"]) == set(m["containers"]) for m in models):
+                return
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"models never all loaded: {models}")
+            await asyncio.sleep(0.05)
+
     async def status(self) -> dict[str, Any]:
         async with self.session.get(self.url + "/router/status") as response:
             return await response.json()  # type: ignore[no-any-return]
