@@ -51,6 +51,7 @@ HOP_BY_HOP = frozenset(
 RETRYABLE = frozenset({404, 429, 500, 502, 503, 504})
 UPSTREAM_HEADERS = {"Content-Type": "application/json"}
 NO_RETRY_AFTER_STATUSES = frozenset({404})
+ENDED_WITH_ERROR = "stream ended with an error line"
 
 
 @dataclass(slots=True)
@@ -280,14 +281,19 @@ class Proxy:
             await self._end_broken_stream(response, record, state, content_type, f"upstream stream broke: {exc!r}")
             return response
         record.tail = tail
+        unterminated = None
         if upstream.status == 200:
             broken = _stream_incomplete(content_type, tail)
             if broken:
                 self.stream_failures += 1
                 record.stream_broken = broken
                 log.warning("stream_failed", request_id=record.request_id, container=state.name, reason=broken)
+                if broken != ENDED_WITH_ERROR:
+                    unterminated = broken
             self.fleet.report_success(state)
         try:
+            if unterminated:  # tell the client it failed, not merely stopped (Ollama's SSE just ends)
+                await _write_stream_error(response, content_type, unterminated)
             await response.write_eof()
         except ConnectionResetError:
             record.client_left = True
@@ -301,13 +307,18 @@ class Proxy:
         self.fleet.report_failure(state, reason)
         log.warning("stream_failed", request_id=record.request_id, container=state.name, reason=reason)
         try:
-            if content_type.startswith(wire.NDJSON):
-                await response.write(wire.native_error_body(reason) + b"\n")
-            elif content_type.startswith(wire.SSE):
-                await response.write(b"data: " + wire.openai_error_body(reason, 502).rstrip(b"\n") + b"\n\n")
+            await _write_stream_error(response, content_type, reason)
             await response.write_eof()
         except (ConnectionResetError, RuntimeError):
             pass
+
+
+async def _write_stream_error(response: web.StreamResponse, content_type: str, reason: str) -> None:
+    """End a failed stream the way its API does: an error line (NDJSON), an error event (SSE)."""
+    if content_type.startswith(wire.NDJSON):
+        await response.write(wire.native_error_body(reason) + b"\n")
+    elif content_type.startswith(wire.SSE):
+        await response.write(b"data: " + wire.openai_error_body(reason, 502).rstrip(b"\n") + b"\n\n")
 
 
 def _rewrite(payload: dict[str, Any], model_field: str, tag: str) -> bytes:
@@ -321,7 +332,7 @@ def _stream_incomplete(content_type: str, tail: bytes) -> str | None:
     if content_type.startswith(wire.NDJSON):
         last = tail.rstrip(b"\n").rsplit(b"\n", 1)[-1]
         if b'"error"' in last:
-            return "stream ended with an error line"
+            return ENDED_WITH_ERROR
         if b'"done":true' not in last:
             return "stream ended before done:true"
     return None
