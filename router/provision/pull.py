@@ -217,3 +217,16 @@ async def _installed_or_empty(session: aiohttp.ClientSession, url: str) -> set[s
         return await installed_models(session, url)
     except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError):
         return set()
+
+
+async def pull_at_start(catalog: Catalog, *, parallel: int = 3) -> list[PullResult]:
+    """For `serve` (a Compose stack has nobody to run `up`): pull what any container
+    lacks, logging progress and a summary; failures are logged, never raised, so the
+    router still serves what it can."""
+    log.info("checking for models to pull", containers=len(catalog.containers))
+    results = await pull_missing(catalog, parallel=parallel)
+    failed = [r for r in results if not r.ok]
+    for result in failed:
+        log.error("model not pulled", container=result.container, model=result.model, error=result.error)
+    log.info("pulls finished", pulled=sum(1 for r in results if r.ok), failed=len(failed))
+    return results

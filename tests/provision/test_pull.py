@@ -53,3 +53,13 @@ async def test_preload_loads_generative_and_embedding_models(emulator: Any) -> N
     results = await preload(catalog)
     assert all(r.ok for r in results), results
     assert names(server.url, "/api/ps") == {"llama3.2:latest", "nomic-embed-text:latest"}
+
+
+async def test_pull_at_start_pulls_without_a_progress_display(emulator: Any) -> None:
+    from router.provision.pull import pull_at_start
+
+    server = emulator(models=[], embedding_models=[], pull_time=0.2)
+    catalog = catalog_for({"a": server.url}, {"llama3.2": ["a"]})
+    results = await pull_at_start(catalog)
+    assert [(r.model, r.ok) for r in results] == [("llama3.2:latest", True)]
+    assert names(server.url, "/api/tags") == {"llama3.2:latest"}
