@@ -1,0 +1,98 @@
+"""Streams reach the client as tokens are generated, and a client that leaves
+stops the generation upstream (mid-stream or still waiting for the first token)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+import pytest_asyncio
+
+from tests.harness import Backend, RouterFleet, router_fleet
+from tests.server.support import CATALOG, MESSAGES, chunks, eventually, openai_client
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+TOKENS_PER_SECOND = 25
+SHORT = 12  # tokens the timing tests ask for (about half a second)
+LONG = 60  # tokens an answer has unless told otherwise: a stream outlives the test's patience
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def fleet() -> AsyncIterator[RouterFleet]:
+    emulator = {"tokens_per_second": TOKENS_PER_SECOND, "response_tokens": LONG}
+    async with router_fleet(CATALOG, emulator=emulator) as running:
+        yield running
+
+
+STREAMS: dict[str, dict[str, Any]] = {
+    "/v1/chat/completions": {"messages": MESSAGES, "max_tokens": SHORT},
+    "/v1/completions": {"prompt": "Once upon a time", "max_tokens": SHORT},
+    "/api/chat": {"messages": MESSAGES, "options": {"num_predict": SHORT}},
+    "/api/generate": {"prompt": "Once upon a time", "options": {"num_predict": SHORT}},
+}
+
+
+@pytest.mark.parametrize("path", list(STREAMS))
+async def test_stream_arrives_spread_over_time_not_in_one_lump(fleet: RouterFleet, path: str) -> None:
+    response, arrivals = await chunks(fleet, path, {"model": "gpt-4o", "stream": True, **STREAMS[path]})
+    assert response.status == 200
+    end = arrivals[-1].at
+    first_half = [a for a in arrivals if a.at < end / 2]
+    second_half = [a for a in arrivals if a.at >= end / 2]
+    # Buffered, every piece would land together at the end.
+    assert len(first_half) >= 3, [round(a.at, 3) for a in arrivals]
+    assert len(second_half) >= 3, [round(a.at, 3) for a in arrivals]
+    assert arrivals[0].at < end / 2
+
+
+async def _settled(backend: Backend, cancelled_before: int) -> bool:
+    stats = await backend.stats()
+    return stats["cancelled"] > cancelled_before and stats["in_flight"] == 0
+
+
+async def _router_idle(fleet: RouterFleet) -> bool:
+    return all(c["in_flight"] == 0 and c["queued"] == 0 for c in (await fleet.status())["containers"])
+
+
+async def _assert_generation_stopped(fleet: RouterFleet, cancelled_before: int) -> None:
+    backend = fleet.backends["q"]
+    assert await eventually(lambda: _settled(backend, cancelled_before)), await backend.stats()
+    assert await eventually(lambda: _router_idle(fleet)), await fleet.status()
+
+
+@pytest.mark.parametrize("path", list(STREAMS))
+async def test_client_leaving_mid_stream_cancels_upstream(fleet: RouterFleet, path: str) -> None:
+    cancelled = (await fleet.backends["q"].stats())["cancelled"]
+    body = {**STREAMS[path], "model": "gpt-4o", "stream": True, "max_tokens": LONG, "options": {}}
+    async with fleet.session.post(fleet.url + path, data=orjson.dumps(body)) as response:
+        assert response.headers["X-Router-Container"] == "q"
+        assert await response.content.readany()
+        response.close()  # the client hangs up with most of the answer still to come
+    await _assert_generation_stopped(fleet, cancelled)
+
+
+async def test_closing_an_openai_sdk_stream_cancels_upstream(fleet: RouterFleet) -> None:
+    cancelled = (await fleet.backends["q"].stats())["cancelled"]
+    client = openai_client(fleet)
+    stream = await client.chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True)
+    async for _ in stream:
+        break
+    await stream.close()
+    await _assert_generation_stopped(fleet, cancelled)
+    await client.close()
+
+
+@pytest.mark.parametrize(("path", "stream"), [("/v1/chat/completions", True), ("/api/chat", False)])
+async def test_client_leaving_before_the_first_token_cancels_upstream(fleet: RouterFleet, path: str, stream: bool) -> None:
+    backend = fleet.backends["q"]
+    await backend.add_fault("hang")  # no first token until the client gives up
+    cancelled = (await backend.stats())["cancelled"]
+    body = {"model": "gpt-4o", "messages": MESSAGES, "stream": stream}
+    with pytest.raises(TimeoutError):
+        async with fleet.session.post(fleet.url + path, data=orjson.dumps(body), timeout=aiohttp.ClientTimeout(total=0.5)):
+            pass
+    await _assert_generation_stopped(fleet, cancelled)
