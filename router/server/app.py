@@ -13,6 +13,7 @@ import aiohttp
 import structlog
 from aiohttp import web
 
+from router.access.install import install as install_access
 from router.catalog import Catalog
 from router.fleet.balancer import Balancer
 from router.fleet.health import HealthMonitor
@@ -185,5 +186,6 @@ def create_app(
     ollama_api.add_routes(app)
     openai_api.add_routes(app)
     admin.add_routes(app)
+    install_access(app, svc)  # API keys, rate limits, body limits, /metrics
     app.cleanup_ctx.append(lifecycle(svc, before_preload or []))
     return app

@@ -9,6 +9,7 @@ from typing import Any
 import structlog
 from pydantic import ValidationError
 
+from router.access.keys import KeysFileError
 from router.catalog.command import load_or_report
 from router.logs import configure_logging
 from router.server.app import create_app
@@ -31,11 +32,14 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--log-level", default=None, help="debug, info, warning, error (default info)")
     parser.add_argument("--no-keep-warm", dest="keep_warm", action="store_const", const=False, default=None, help="do not preload or keep models loaded")
     parser.add_argument("--no-pull", dest="pull_missing", action="store_const", const=False, default=None, help="do not pull models the containers lack at start")
+    parser.add_argument("--api-keys", dest="api_keys_file", default=None, metavar="FILE", help="require API keys from this YAML file (ROUTER_API_KEYS_FILE; see `ollama-router keys add`)")
+    parser.add_argument("--max-body-bytes", type=int, default=None, help="largest request body accepted, else 413 (default 32 MiB)")
+    parser.add_argument("--log-bodies", action="store_const", const=True, default=None, help="log request bodies (prompt text); off by default")
     parser.set_defaults(func=run)
 
 
 def settings_from_args(args: argparse.Namespace, catalog_section: dict[str, Any]) -> RouterSettings:
-    flags = {name: getattr(args, name, None) for name in ("host", "port", "log_format", "log_level", "keep_warm", "pull_missing")}
+    flags = {name: getattr(args, name, None) for name in ("host", "port", "log_format", "log_level", "keep_warm", "pull_missing", "api_keys_file", "max_body_bytes", "log_bodies")}
     return RouterSettings.load(catalog_section, **flags)
 
 
@@ -51,7 +55,11 @@ def run(args: argparse.Namespace) -> int:
     configure_logging(settings.log_format, settings.log_level)
 
     async def main() -> int:
-        app = create_app(result.catalog, settings)
+        try:
+            app = create_app(result.catalog, settings)
+        except KeysFileError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
         try:
             running = await start_app(app, settings.host, settings.port)
         except OSError as exc:

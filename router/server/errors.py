@@ -72,6 +72,14 @@ class BodyTooLarge(RouterError):
     openai_type = "invalid_request_error"
 
 
+class RequestTimeout(RouterError):
+    """The client did not send its request body in time."""
+
+    status = 408
+    openai_type = "invalid_request_error"
+    code = "request_timeout"
+
+
 class Unauthorized(RouterError):
     status = 401
     openai_type = "invalid_request_error"

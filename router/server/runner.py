@@ -8,6 +8,10 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+# AppRunner options the application asks for (e.g. keepalive_timeout: how long a
+# client may take to send a request's headers, and an idle connection may stay).
+RUNNER_OPTIONS: web.AppKey[dict[str, object]] = web.AppKey("runner_options", dict)
+
 
 @dataclass(slots=True)
 class RunningApp:
@@ -27,7 +31,7 @@ class RunningApp:
 async def start_app(app: web.Application, host: str, port: int, *, reuse_port: bool = False) -> RunningApp:
     """Start serving; `handler_cancellation` makes a client's departure cancel its
     handler, which closes the upstream request so the GPU stops."""
-    runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None, **app.get(RUNNER_OPTIONS, {}))  # type: ignore[arg-type]
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None, backlog=1024)
     await site.start()

@@ -1,0 +1,36 @@
+"""Wire access control, limits and metrics into the router's application.
+
+Middleware order after `edge`: metrics (sees every answer, 401s included) →
+auth (key, admin paths, rate limit, model allowlist) → limits (body size and
+time) → the handler.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from router.access.auth import announce, auth_middleware
+from router.access.keys import KeyStore
+from router.access.limits import limits_middleware
+from router.server.context import Services
+from router.server.metrics import METRICS_KEY, RouterMetrics
+from router.server.runner import RUNNER_OPTIONS
+
+
+def install(app: web.Application, svc: Services) -> None:
+    """Raises KeysFileError when the configured keys file cannot be used."""
+    settings = svc.settings
+    store = KeyStore.load(settings.api_keys_file, svc.catalog) if settings.api_keys_file else None
+    metrics = RouterMetrics(svc.catalog, svc.fleet, cold_load_threshold=settings.cold_load_threshold)
+    svc.extras[METRICS_KEY] = metrics
+    app.middlewares.append(metrics.middleware())
+    if store is not None:
+        app.middlewares.append(auth_middleware(store))
+    app.middlewares.append(limits_middleware(settings.max_body_bytes, settings.body_timeout, settings.log_bodies))
+    app.router.add_get("/metrics", metrics.handle)
+    app[RUNNER_OPTIONS] = {"keepalive_timeout": settings.header_timeout}
+
+    async def on_startup(app: web.Application) -> None:
+        announce(settings.host, settings.api_keys_file, len(store.keys) if store else 0)
+
+    app.on_startup.append(on_startup)

@@ -1,0 +1,184 @@
+"""API keys: the keys file (YAML, only sha256 hashes), and finding the key a request presents.
+
+    keys:
+      - name: team-a
+        key_sha256: 3f1c...            # sha256 hex of the key; the key itself is never stored
+        models: [llama3.2:3b, gpt-4o-mini]   # optional allowlist (tags or aliases); absent: every model
+        rate_limit: {requests_per_minute: 60, burst: 10}   # optional
+        admin: true                    # optional: may read /metrics and /router/status
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from router.access.ratelimit import TokenBucket
+from router.catalog import Catalog, Model
+
+KEY_PREFIX = "olr-"
+BEARER = "bearer "
+
+
+class KeysFileError(Exception):
+    """The keys file cannot be used; the message names the file and what is wrong."""
+
+
+class RateLimit(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    requests_per_minute: float = Field(gt=0)
+    burst: int | None = Field(None, ge=1)  # default: requests_per_minute, at least 1
+
+
+class KeyEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, max_length=100)
+    key_sha256: str
+    models: list[str] | None = None
+    rate_limit: RateLimit | None = None
+    admin: bool = False
+
+    @field_validator("key_sha256")
+    @classmethod
+    def _hex_digest(cls, value: str) -> str:
+        value = value.strip().lower()
+        if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
+            raise ValueError("must be the 64 hex digits of a sha256 digest")
+        return value
+
+
+class KeysFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    keys: list[KeyEntry] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique(self) -> "KeysFile":
+        seen_names: set[str] = set()
+        seen_hashes: set[str] = set()
+        for entry in self.keys:
+            if entry.name in seen_names:
+                raise ValueError(f"key name '{entry.name}' appears twice")
+            if entry.key_sha256 in seen_hashes:
+                raise ValueError(f"key '{entry.name}' has the same key_sha256 as another key")
+            seen_names.add(entry.name)
+            seen_hashes.add(entry.key_sha256)
+        return self
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def new_key() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def read_keys_file(path: str | Path) -> KeysFile:
+    """The keys file, or KeysFileError naming the file and the problem."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise KeysFileError(f"{path}: cannot read the keys file: {exc.strerror or exc}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        raise KeysFileError(f"{where}: invalid YAML: {getattr(exc, 'problem', None) or exc}") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise KeysFileError(f"{path}: expected a mapping with a 'keys:' list")
+    try:
+        return KeysFile.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(_describe(error, raw) for error in exc.errors())
+        raise KeysFileError(f"{path}: {problems}") from None
+
+
+def _describe(error: Mapping[str, Any], raw: dict[str, Any]) -> str:
+    loc = error.get("loc") or ()
+    where = ".".join(str(part) for part in loc)
+    if len(loc) >= 2 and loc[0] == "keys" and isinstance(loc[1], int):
+        entries = raw.get("keys") or []
+        entry = entries[loc[1]] if loc[1] < len(entries) else None
+        name = entry.get("name") if isinstance(entry, dict) else None
+        rest = ".".join(str(part) for part in loc[2:])
+        where = f"key '{name}'" if name else f"keys[{loc[1]}]"
+        where += f" {rest}" if rest else ""
+    message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+    return f"{where}: {message}" if where else message
+
+
+@dataclass(slots=True, eq=False)
+class ApiKey:
+    """A loaded key: what the request path needs, resolved once at start."""
+
+    name: str
+    digest: bytes
+    admin: bool
+    model_allowed: Callable[[Model], bool] | None  # None: every model
+    bucket: TokenBucket | None
+
+
+def _allowlist(entry: KeyEntry, catalog: Catalog, path: str | Path) -> Callable[[Model], bool] | None:
+    if entry.models is None:
+        return None
+    keys: set[str] = set()
+    for name in entry.models:
+        model = catalog.resolve(name)
+        if model is None:
+            raise KeysFileError(f"{path}: key '{entry.name}': model '{name}' is not in the catalog")
+        keys.add(model.key)
+    allowed = frozenset(keys)
+    return lambda model: model.key in allowed
+
+
+class KeyStore:
+    """The keys of one keys file, checked against the catalog at load."""
+
+    def __init__(self, keys: list[ApiKey]) -> None:
+        self.keys = keys
+
+    @classmethod
+    def load(cls, path: str | Path, catalog: Catalog) -> "KeyStore":
+        loaded = []
+        for entry in read_keys_file(path).keys:
+            bucket = None
+            if entry.rate_limit is not None:
+                limit = entry.rate_limit
+                burst = limit.burst if limit.burst is not None else max(1, int(limit.requests_per_minute))
+                bucket = TokenBucket(rate=limit.requests_per_minute / 60.0, capacity=burst)
+            loaded.append(ApiKey(entry.name, bytes.fromhex(entry.key_sha256), entry.admin, _allowlist(entry, catalog, path), bucket))
+        return cls(loaded)
+
+    def find(self, presented: str) -> ApiKey | None:
+        """The key whose hash matches; every stored hash is compared in constant time."""
+        digest = hashlib.sha256(presented.encode("utf-8", "surrogateescape")).digest()
+        found = None
+        for key in self.keys:
+            if hmac.compare_digest(key.digest, digest):
+                found = key
+        return found
+
+
+def presented_key(headers: Mapping[str, str]) -> str | None:
+    """The key from `Authorization: Bearer KEY` or `x-api-key: KEY`."""
+    auth = headers.get("Authorization")
+    if auth is not None and auth[:7].lower() == BEARER:
+        key = auth[7:].strip()
+        if key:
+            return key
+    key = headers.get("x-api-key")
+    return key.strip() or None if key is not None else None
