@@ -18,7 +18,7 @@ import orjson
 import structlog
 
 from router.catalog import Model
-from router.fleet.state import UP, ContainerState, Fleet
+from router.fleet.state import UP, ContainerState, Fleet, LoadedModel
 
 log = structlog.get_logger("router.keepwarm")
 
@@ -64,6 +64,9 @@ class KeepWarm:
             log.warning("keepwarm_failed", container=state.name, model=model.tag, reason=reason)
             return False
         self.fleet.preload_errors.pop(f"{state.name}/{model.tag}", None)
+        # Known loaded now, not only from the next /api/ps: the balancer prefers it at once.
+        expires_at = None if model.keeps_forever else time.time() + model.keep_alive_seconds
+        state.loaded[model.key] = LoadedModel(name=model.tag, key=model.key, expires_at=expires_at)
         log.info("keepwarm_loaded", container=state.name, model=model.tag, seconds=round(time.monotonic() - started, 3))
         return True
 

@@ -1,0 +1,77 @@
+"""Active and passive health as `/router/status` and the clients see it; shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+
+from tests.fleet.support import MODEL, TWO_CONTAINERS, chat, container_status, ps_models, wait_until
+from tests.harness import RouterFleet, router_fleet
+
+
+def reports(fleet: RouterFleet, name: str, state: str):  # type: ignore[no-untyped-def]
+    async def check() -> bool:
+        return (await container_status(fleet, name))["state"] == state
+
+    return check
+
+
+async def test_killed_container_is_down_within_two_probe_intervals_and_up_after_it_returns() -> None:
+    interval = 0.5
+    async with router_fleet(
+        TWO_CONTAINERS, subprocess_containers={"b"}, settings={"health_interval": interval, "probe_timeout": 1.0}
+    ) as fleet:
+        await fleet.wait_warm()
+        fleet.backends["b"].kill()
+        assert await wait_until(reports(fleet, "b", "down"), every=0.02) < 2 * interval
+        down = await container_status(fleet, "b")
+        assert down["consecutive_failures"] >= 1 and down["last_error"]
+        # still answering, from the sibling
+        reply = await chat(fleet)
+        assert reply.status == 200 and reply.container == "a"
+
+        await fleet.backends["b"].restart()
+        assert await wait_until(reports(fleet, "b", "up"), every=0.02) < 2 * interval
+        # the restarted container is warm again: keep-warm reloaded the model there
+        await wait_until(lambda: _has_model(fleet, "b"))
+        await fleet.wait_warm()
+        up = await container_status(fleet, "b")
+        assert up["consecutive_failures"] == 0 and up["last_error"] is None
+
+
+async def _has_model(fleet: RouterFleet, name: str) -> bool:
+    return MODEL in await ps_models(fleet, name)
+
+
+async def test_a_refused_connection_on_a_request_marks_the_container_down_at_once() -> None:
+    # probes too rare to notice: only the request's own failure (passive health) can
+    async with router_fleet(
+        TWO_CONTAINERS, subprocess_containers={"a"}, settings={"health_interval": 30, "probe_timeout": 1.0}
+    ) as fleet:
+        await fleet.wait_warm()
+        fleet.backends["a"].kill()
+        reply = await chat(fleet)
+        assert reply.status == 200 and reply.container == "b"
+        status = await container_status(fleet, "a")
+        assert status["state"] == "down" and "connect" in status["last_error"]
+        again = await chat(fleet)
+        assert again.container == "b" and again.headers.get("X-Router-Fallback") is None
+
+
+async def test_every_background_task_stops_on_shutdown() -> None:
+    async with router_fleet(
+        TWO_CONTAINERS,
+        emulator={"load_time": 5.0},  # a preload still running when the router stops
+        settings={"health_interval": 0.2, "deep_check_interval": 0.2, "ttft_timeout": 1.0},
+        wait_ready=False,
+    ) as fleet:
+        services = fleet.services
+        await asyncio.sleep(0.3)
+        ours = {t for t in asyncio.all_tasks() if t.get_name().split(":")[0] in _BACKGROUND}
+        assert {t.get_name().split(":")[0] for t in ours} >= {"health", "preload", "keepwarm"}
+        assert services.health.running
+    assert all(task.done() for task in ours)
+    assert not services.health.running
+    assert not any(t.get_name().split(":")[0] in _BACKGROUND for t in asyncio.all_tasks())
+
+
+_BACKGROUND = {"health", "preload", "keepwarm", "deep-check"}
