@@ -113,6 +113,13 @@ class _Lines:
         self._lines = lines
 
     def __call__(self, *path: str | int) -> int:
+        return self._match(path)[0]
+
+    def known(self, *path: str | int) -> list[str]:
+        """The parts of a pydantic loc that are in the document (union member names dropped)."""
+        return [str(part) for part in self._match(path)[1]]
+
+    def _match(self, path: tuple[str | int, ...]) -> tuple[int, Path_]:
         best, current = 1, ()
         for part in path:
             candidate = (*current, str(part) if not isinstance(part, int) else part)
@@ -122,7 +129,7 @@ class _Lines:
                 continue  # pydantic inserts type names into union locs
             current = candidate
             best = self._lines[current]
-        return best
+        return best, current
 
 
 class _Loader(yaml.SafeLoader):
@@ -176,24 +183,41 @@ def _parse_yaml(text: str, file: str) -> tuple[Any, _Lines]:
 # pydantic errors to file:line
 
 
-def _describe(error: Any) -> str:
-    loc = [str(p) for p in error["loc"] if not str(p).startswith(("list[", "dict[", "str", "int"))]
-    where = ".".join(loc) if loc else "catalog"
+def _describe(error: Any, line: _Lines) -> tuple[str, str]:
+    """(where, message) of one pydantic error, `where` naming the document's own keys."""
+    raw = list(error["loc"])
+    loc = line.known(*raw)
     kind = error["type"]
     if kind == "extra_forbidden":
-        return f"unknown key '{loc[-1]}'" + (f" in {'.'.join(loc[:-1])}" if len(loc) > 1 else "")
+        parent = ".".join(loc[:-1])
+        return parent, f"unknown key '{raw[-1]}'" + (f" in {parent}" if parent else "")
     if kind == "missing":
-        return f"missing required key '{loc[-1]}'" + (f" in {'.'.join(loc[:-1])}" if len(loc) > 1 else "")
-    message = str(error["msg"]).removeprefix("Value error, ")
-    return f"{where}: {message}"
+        parent = ".".join(loc)
+        return parent, f"missing required key '{raw[-1]}'" + (f" in {parent}" if parent else "")
+    where = ".".join(loc) or "catalog"
+    if "[key]" in raw:
+        where += " (the key)"
+    return where, str(error["msg"]).removeprefix("Value error, ")
 
 
 def _schema_problems(exc: ValidationError, file: str, line: _Lines) -> list[Problem]:
-    problems: dict[tuple[int, str], Problem] = {}
+    """One problem per offending value: a union's several 'should be' messages are joined."""
+    messages: dict[tuple[int, str], list[str]] = {}
+    plain: dict[tuple[int, str], None] = {}
     for error in exc.errors():
-        problem = Problem(file, line(*error["loc"]), _describe(error))
-        problems.setdefault((problem.line, problem.message), problem)
-    return list(problems.values())
+        where, message = _describe(error, line)
+        at = line(*error["loc"])
+        if error["type"] in ("extra_forbidden", "missing"):
+            plain.setdefault((at, message))
+            continue
+        known = messages.setdefault((at, where), [])
+        if message not in known:
+            known.append(message)
+    problems = [Problem(file, at, message) for at, message in plain]
+    for (at, where), found in messages.items():
+        alternatives = [found[0], *(m.removeprefix("Input should be ") for m in found[1:])]
+        problems.append(Problem(file, at, f"{where}: {' or '.join(alternatives)}"))
+    return problems
 
 
 # ---------------------------------------------------------------------------
@@ -255,6 +279,8 @@ def _check_containers(spec: CatalogSpec, file: str, line: _Lines) -> tuple[list[
         for index, gpu in enumerate(container.gpus or ()):
             if gpu < 0:
                 errors.append(Problem(file, line("containers", name, "gpus", index), f"GPU index {gpu} is negative"))
+            elif gpu_owner.get(gpu) == name:
+                errors.append(Problem(file, line("containers", name, "gpus", index), f"GPU {gpu} is listed twice for container '{name}'"))
             elif gpu in gpu_owner:
                 warnings.append(Problem(file, line("containers", name, "gpus", index),
                                         f"GPU {gpu} is shared by containers '{gpu_owner[gpu]}' and '{name}'"))

@@ -4,6 +4,7 @@ problem renders as `<file>:<positive line>: <message>`; never another exception.
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import re
 import tempfile
@@ -114,7 +115,7 @@ def structural_mutants(draw: st.DrawFn) -> str:
         elif op == "swap":
             parent[key] = _swap_type(parent[key])
         else:  # another node's value here: names of containers and models in the wrong places
-            parent[key] = _get(data, draw(st.sampled_from(paths))) if draw(st.booleans()) else draw(st.sampled_from(WORDS))
+            parent[key] = copy.deepcopy(_get(data, draw(st.sampled_from(paths)))) if draw(st.booleans()) else draw(st.sampled_from(WORDS))
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
 
 

@@ -35,7 +35,11 @@ RULES: list[tuple[str, str, str]] = [
      "containers.llama-a.num_parallel: Input should be a valid integer"),
     ("type-container-name-int", edit("  remote:\n    url: http://127.0.0.1:11434\n",
                                      "  remote:\n    url: http://127.0.0.1:11434\n"
-                                     f"  7:{M}\n    port: 11507\n"), "containers.7.[key]: Input should be a valid string"),
+                                     f"  7:{M}\n    port: 11507\n"), "containers.7 (the key): Input should be a valid string"),
+    ("type-union-one-message", edit("    port: 11501\n", f"    port: 11501\n    command: 5{M}\n"),
+     "containers.llama-a.command: Input should be a valid string or a valid list"),
+    ("type-name-like-a-type", edit("  remote:\n    url: http://127.0.0.1:11434\n", f"  internal:\n    url: 5{M}\n")
+     .replace("[remote]", "[internal]"), "containers.internal.url: Input should be a valid string"),
     ("type-version", edit("version: 1\n", f"version: 2{M}\n"), "version: Input should be less than or equal to 1"),
     # cross references
     ("model-unknown-container", edit("    containers: [llama-a, llama-b]\n", f"    containers: [llama-a, llama-c]{M}\n"),
@@ -61,6 +65,8 @@ RULES: list[tuple[str, str, str]] = [
      "container 'remote' has a url (not managed here) and also image"),
     ("negative-gpu", edit("    gpus: [0]\n    port: 11501\n", f"    gpus:\n      - 0\n      - -1{M}\n    port: 11501\n"),
      "GPU index -1 is negative"),
+    ("gpu-listed-twice", edit("    gpus: [0]\n    port: 11501\n", f"    gpus:\n      - 0\n      - 0{M}\n    port: 11501\n"),
+     "GPU 0 is listed twice for container 'llama-a'"),
     ("no-port-no-url", edit("  llama-b:\n    gpus: [1]\n    port: 11502\n", f"  llama-b:{M}\n    gpus: [1]\n"),
      "container 'llama-b' needs a port"),
     # keep_alive as Ollama reads it
@@ -111,6 +117,16 @@ def test_unclosed_flow_names_where_it_opened(validate: Validate) -> None:
     ((line, message),) = outcome.problems(path)
     assert outcome.code == 1
     assert "flow sequence that starts at line 9" in message
+
+
+def test_one_wrong_value_is_one_problem(validate: Validate) -> None:
+    """A value that fits none of a field's types is reported once, not once per type."""
+    path, outcome = validate(edit("    port: 11501\n", "    port: 11501\n    env: {OLLAMA_DEBUG: [1]}\n"))
+    assert outcome.code == 1
+    assert outcome.problems(path) == [
+        (8, "containers.llama-a.env.OLLAMA_DEBUG: Input should be a valid string or a valid integer"
+            " or a valid number or a valid boolean"),
+    ]
 
 
 def test_several_problems_are_all_reported_in_line_order(validate: Validate) -> None:
