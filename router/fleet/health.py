@@ -110,6 +110,9 @@ class HealthMonitor:
         state.version = version if isinstance(version, str) else None
         state.loaded = loaded_models(ps)
         state.tags = list(tags.get("models") or [])
+        if state.generation_failed is not None:  # it answers probes but not generations
+            state.mark_down(state.generation_failed)
+            return False
         if state.mark_up():
             log.info("container_up", container=state.name, version=state.version)
         return True

@@ -112,21 +112,51 @@ class KeepWarm:
             self.ping_in_background(state, model)
 
     async def deep_check(self, timeout: float) -> None:
-        """One tiny generation per model and container; a hang counts as a failure."""
-        for model in self.fleet.catalog.models.values():
-            for state in self.fleet.states_for(model):
-                if state.state != UP or state.session is None:
-                    continue
-                path, body = deep_check_request(model)
-                try:
-                    async with asyncio.timeout(timeout):
-                        async with state.session.post(f"{state.url}{path}", data=body) as response:
-                            await response.read()
-                            if response.status >= 500:
-                                raise RuntimeError(f"HTTP {response.status}")
-                except (aiohttp.ClientError, OSError, TimeoutError, RuntimeError) as exc:
-                    log.warning("deep_check_failed", container=state.name, model=model.tag, reason=repr(exc))
-                    self.fleet.report_failure(state, f"deep check: {exc!r}", fatal=True)
+        """One tiny generation per loaded model and container, all at once.
+
+        A failure (error, or no answer within `timeout`) takes the container
+        out and keeps it out (`generation_failed`), whatever its probes say,
+        until a later deep check of all its models passes.
+        """
+        pairs = [
+            (state, model)
+            for model in self.fleet.catalog.models.values()
+            for state in self.fleet.states_for(model)
+            if state.session is not None
+            and ((state.state == UP and state.has_loaded(model)) or state.generation_failed is not None)
+        ]
+        reasons = await asyncio.gather(
+            # a model not loaded loads first (a failed container may have lost it): allow for that
+            *(self._deep_check_one(s, m, timeout if s.has_loaded(m) else timeout + self.load_timeout) for s, m in pairs)
+        )
+        failed: dict[str, str] = {}
+        for (state, _), reason in zip(pairs, reasons):
+            if reason is not None:
+                failed.setdefault(state.name, reason)
+        for state in {s.name: s for s, _ in pairs}.values():
+            reason = failed.get(state.name)
+            if reason is not None:
+                state.generation_failed = reason
+                self.fleet.report_failure(state, reason, fatal=True)
+            elif state.generation_failed is not None:
+                log.info("deep_check_passed", container=state.name)
+                state.generation_failed = None
+                state.wakeup.set()  # probe now: it comes back up on a good probe
+
+    async def _deep_check_one(self, state: ContainerState, model: Model, timeout: float) -> str | None:
+        """None when `model` answered on `state`'s container, else why not."""
+        assert state.session is not None
+        path, body = deep_check_request(model)
+        try:
+            async with asyncio.timeout(timeout):
+                async with state.session.post(f"{state.url}{path}", data=body, headers={"Content-Type": "application/json"}) as response:
+                    await response.read()
+                    if response.status >= 500:
+                        raise RuntimeError(f"HTTP {response.status}")
+        except (aiohttp.ClientError, OSError, TimeoutError, RuntimeError) as exc:
+            log.warning("deep_check_failed", container=state.name, model=model.tag, reason=repr(exc))
+            return f"deep check of {model.tag}: {type(exc).__name__} {exc}".rstrip()
+        return None
 
     async def stop(self) -> None:
         tasks = [t for t in self._pending.values() if not t.done()]

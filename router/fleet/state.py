@@ -55,6 +55,7 @@ class ContainerState:
     served: int = 0
     failures: int = 0
     down_since: float | None = None
+    generation_failed: str | None = None  # a failed deep check: down until one passes, whatever probes say
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)  # probe now (passive failure)
 
     @property

@@ -75,3 +75,21 @@ async def test_every_background_task_stops_on_shutdown() -> None:
 
 
 _BACKGROUND = {"health", "preload", "keepwarm", "deep-check"}
+
+
+async def test_deep_check_keeps_out_a_container_whose_generation_hangs_until_it_answers_again() -> None:
+    ttft = 0.5
+    async with router_fleet(
+        TWO_CONTAINERS, settings={"health_interval": 0.2, "deep_check_interval": 0.2, "ttft_timeout": ttft}
+    ) as fleet:
+        await fleet.wait_warm()
+        # `GET /` and the listings still answer; only generation hangs
+        await fleet.backends["a"].add_fault("hang", -1, model=MODEL, path="/api/generate")
+        await wait_until(reports(fleet, "a", "down"), timeout=5)
+        await asyncio.sleep(1.0)  # several good probes later...
+        status = await container_status(fleet, "a")
+        assert status["state"] == "down" and "deep check" in status["last_error"]  # ...still out
+        reply = await chat(fleet)
+        assert reply.status == 200 and reply.container == "b" and reply.elapsed < ttft
+        await fleet.backends["a"].clear_faults()
+        await wait_until(reports(fleet, "a", "up"), timeout=5)
