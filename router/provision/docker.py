@@ -26,9 +26,9 @@ from router.provision.spec import LABEL_CONTAINER, LABEL_PROJECT, LABEL_SPEC_HAS
 
 Notify = Callable[[str, str], None]  # (container name, what happened)
 
-# docker-py's HTTP timeout; image pulls get longer (an Ollama image is ~2 GB).
+# docker-py's HTTP timeout, per socket read: an image pull streams progress, so
+# a long pull is fine while one that stalls (or a registry that never answers) ends.
 API_TIMEOUT = 60
-PULL_TIMEOUT = 1800
 
 
 @dataclass(slots=True)
@@ -63,7 +63,7 @@ def owned_containers(client: docker.DockerClient, project: str) -> dict[str, Doc
 # Pieces of one container's reconcile
 
 
-def ensure_image(client: docker.DockerClient, image: str) -> None:
+def ensure_image(client: docker.DockerClient, image: str, notify: Notify = lambda name, what: None) -> None:
     """Use the local image, else pull it; ProvisionError when neither works."""
     try:
         client.images.get(image)
@@ -72,6 +72,7 @@ def ensure_image(client: docker.DockerClient, image: str) -> None:
         pass
     except APIError as exc:
         raise ProvisionError(explain(exc, image=image)) from None
+    notify(image, "not here; pulling the image (Ollama's is about 2 GB) ...")
     try:
         client.images.pull(image)
     except DockerException as exc:
@@ -187,7 +188,7 @@ class Reconciler:
     def _ensure_images(self, images: set[str]) -> dict[str, str]:
         def check(image: str) -> tuple[str, str | None]:
             try:
-                ensure_image(self.client, image)
+                ensure_image(self.client, image, self.notify)
                 return image, None
             except ProvisionError as exc:
                 return image, str(exc)
