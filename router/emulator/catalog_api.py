@@ -64,7 +64,7 @@ class CatalogApi:
         for runner in self.emulator.scheduler.loaded():
             info = runner.info
             # Loaded footprint: weights plus a KV cache per parallel slot.
-            memory = info.size + info.context_length * 2048 * runner.parallel
+            memory = info.size + runner.context_length * 2048 * runner.parallel
             expires = runner.expires_at(now)
             rows.append((expires, {
                 "name": info.display,
@@ -74,7 +74,7 @@ class CatalogApi:
                 "details": info.details(with_lengths=self.new_format),
                 "expires_at": local_time(expires),
                 "size_vram": memory,
-                "context_length": info.context_length,
+                "context_length": runner.context_length,
             }))
         rows.sort(key=lambda row: row[0], reverse=True)
         return native_json({"models": [row for _, row in rows]})
@@ -147,8 +147,11 @@ class CatalogApi:
             return plain_json(last, status)
         response = web.StreamResponse(headers={"Content-Type": NDJSON})
         await response.prepare(request)
-        async for line in self._progress(name.display):
-            await response.write(ndjson_line(line))
+        try:
+            async for line in self._progress(name.display):
+                await response.write(ndjson_line(line))
+        except ConnectionResetError:  # the client left: the download stops
+            raise asyncio.CancelledError from None
         await response.write_eof()
         return response
 

@@ -12,6 +12,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from router.emulator.config import EmulatorConfig
 from router.emulator.errors import ApiError, StreamCut
@@ -52,6 +53,7 @@ class Job:
     tokens: tuple[str, ...]
     done_reason: str  # "stop" or "length"
     fault: Fault | None
+    options: dict[str, Any] | None = None  # native options (load-time ones pick the runner)
     start_ns: int = field(default_factory=time.monotonic_ns)
     metrics: Metrics = field(default_factory=Metrics)
     # set while running
@@ -81,10 +83,16 @@ class Engine:
             # Never answer; only the client leaving (task cancelled) ends it.
             await asyncio.Event().wait()
 
-    async def load_only(self, info: ModelInfo, keep_alive: float | None, fault: Fault | None) -> None:
+    async def load_only(
+        self,
+        info: ModelInfo,
+        keep_alive: float | None,
+        fault: Fault | None,
+        options: dict[str, Any] | None = None,
+    ) -> None:
         """The empty-prompt load request (4.4): schedule, apply keep-alive, done."""
         await self.preflight(fault)
-        runner = await self.scheduler.acquire(info, keep_alive)
+        runner = await self.scheduler.acquire(info, keep_alive, options)
         try:
             if fault is not None and fault.kind == "slow":
                 await asyncio.sleep(fault.delay)
@@ -96,7 +104,7 @@ class Engine:
     async def start(self, job: Job) -> None:
         """Schedule, take a slot, evaluate the prompt: the first token is next."""
         await self.preflight(job.fault)
-        job.runner = await self.scheduler.acquire(job.info, job.keep_alive)
+        job.runner = await self.scheduler.acquire(job.info, job.keep_alive, job.options)
         job.loaded_ns = time.monotonic_ns()
         await job.runner.slots.acquire()
         job.has_slot = True

@@ -63,7 +63,6 @@ class NativeApi:
         self.engine = emulator.engine
         self.scheduler = emulator.scheduler
         self.faults = emulator.faults
-        self.stats = emulator.stats
         self.chat_not_found = (
             "model '{}' not found"
             if emulator.config.version_info >= NEW_CHAT_NOT_FOUND_SINCE
@@ -100,13 +99,13 @@ class NativeApi:
             tokens, reason = plan_answer(
                 self.emulator, info, f"{system}\x1e{prompt}", options, num_predict(options)
             )
-            job = Job(info, keep_alive, prompt_token_count([system, prompt]), tokens, reason, fault)
+            job = Job(info, keep_alive, prompt_token_count([system, prompt]), tokens, reason, fault, options)
             with_context = not body.get("raw")
             if not streaming:
                 text = await self.engine.complete(job)
                 return native_json(self._generate_final(model, job, text, prompt, with_context))
             return await stream_job(
-                request, self.engine, self.stats, job,
+                request, self.engine, job,
                 Framing(
                     NDJSON,
                     token=lambda t: ndjson_line(
@@ -159,12 +158,12 @@ class NativeApi:
             options = check_options(body.get("options"))
             prompt_key, prompt_tokens = chat_prompt(messages)
             tokens, reason = plan_answer(self.emulator, info, prompt_key, options, num_predict(options))
-            job = Job(info, keep_alive, prompt_tokens, tokens, reason, fault)
+            job = Job(info, keep_alive, prompt_tokens, tokens, reason, fault, options)
             if not streaming:
                 text = await self.engine.complete(job)
                 return native_json(self._chat_final(model, job, text))
             return await stream_job(
-                request, self.engine, self.stats, job,
+                request, self.engine, job,
                 Framing(
                     NDJSON,
                     token=lambda t: ndjson_line({
@@ -203,8 +202,8 @@ class NativeApi:
             self.scheduler.request_unload(info)
             reason = "unload"
         else:
-            check_options(body.get("options"))
-            await self.engine.load_only(info, keep_alive, fault)
+            options = check_options(body.get("options"))
+            await self.engine.load_only(info, keep_alive, fault, options)
             reason = "load"
         reply: dict[str, Any] = {"model": model, "created_at": created_at()}
         if chat:
@@ -224,15 +223,14 @@ class NativeApi:
         keep_alive = keep_alive_of(body)
         info = resolve(self.store, model, not_found)
         fault = self.faults.for_request(info.key, path)
+        options = check_options(body.get("options"))
         if not inputs:
-            check_options(body.get("options"))
-            await self.engine.load_only(info, keep_alive, fault)
+            await self.engine.load_only(info, keep_alive, fault, options)
             return [], None
-        check_options(body.get("options"))
         counts = [count_tokens(text) for text in inputs]
         if body.get("truncate") is False and max(counts) > info.context_length:
             raise ApiError(400, "the input length exceeds the context length")
-        job = Job(info, keep_alive, sum(counts), (), "stop", fault)
+        job = Job(info, keep_alive, sum(counts), (), "stop", fault, options)
         await self.engine.complete(job)
         dimensions = body.get("dimensions")
         cut = dimensions if isinstance(dimensions, int) and dimensions > 0 else None
@@ -279,12 +277,11 @@ class NativeApi:
             info = resolve(self.store, model, f'model "{model}" not found, try pulling it first')
             fault = self.faults.for_request(info.key, "/api/embeddings")
             prompt = body.get("prompt") or ""
+            options = check_options(body.get("options"))
             if not prompt:
-                check_options(body.get("options"))
-                await self.engine.load_only(info, keep_alive, fault)
+                await self.engine.load_only(info, keep_alive, fault, options)
                 return native_json({"embedding": []})
-            check_options(body.get("options"))
-            job = Job(info, keep_alive, count_tokens(prompt), (), "stop", fault)
+            job = Job(info, keep_alive, count_tokens(prompt), (), "stop", fault, options)
             await self.engine.complete(job)
             # The legacy endpoint returns the raw, un-normalised vector (6.2).
             return native_json({"embedding": raw_vector(info.key, prompt, info.embedding_length)})

@@ -116,7 +116,6 @@ class OpenAIApi:
         self.store = emulator.store
         self.engine = emulator.engine
         self.faults = emulator.faults
-        self.stats = emulator.stats
         self.legacy = emulator.config.legacy_chat_stream
         self.chat_not_found = (
             "model '{}' not found"
@@ -175,7 +174,7 @@ class OpenAIApi:
             framing = (self._legacy_chat_framing if self.legacy else self._chat_framing)(
                 chat_id, model, job, _include_usage(body)
             )
-            return await stream_job(request, self.engine, self.stats, job, framing)
+            return await stream_job(request, self.engine, job, framing)
         except ApiError as exc:
             return exc.openai()
 
@@ -295,7 +294,7 @@ class OpenAIApi:
                 return out + SSE_DONE
 
             return await stream_job(
-                request, self.engine, self.stats, job,
+                request, self.engine, job,
                 Framing(
                     SSE,
                     token=lambda text: sse_event(chunk([{"text": text, "index": 0, "finish_reason": None}], zero)),

@@ -7,6 +7,9 @@
   requests waiting behind it, the next one gets the exact 503.
 - Keep-alive is sticky per runner; the idle timer starts when the runner's
   last request ends; keep_alive 0 unloads as soon as the runner is idle.
+- A request whose load-time options (num_ctx, num_batch, num_gpu, main_gpu,
+  use_mmap, num_thread; defaults filled in) differ from the runner's forces
+  an unload + reload once the runner is idle, like upstream's needsReload.
 - At `max_loaded_models` a load evicts a runner: an idle one with the
   shortest keep-alive (then by name), else the shortest keep-alive one once
   its requests have finished.
@@ -17,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from typing import Any
 
 from router.emulator.config import FOREVER_SECONDS, EmulatorConfig
 from router.emulator.errors import ApiError, busy
@@ -26,11 +30,28 @@ from router.emulator.stats import Stats
 from router.emulator.store import ModelInfo
 
 
+# Options fixed when a runner starts; changing any of them means a reload (4.6).
+LOAD_OPTIONS = ("num_ctx", "num_batch", "num_gpu", "main_gpu", "use_mmap", "num_thread")
+Shape = tuple[object, ...]
+
+
+def runner_shape(options: dict[str, Any] | None, context_length: int) -> Shape:
+    """The load-time options of a request, defaults filled in (num_ctx first)."""
+    if not options:
+        return (context_length, None, None, None, None, None)
+    num_ctx = options.get("num_ctx")
+    return (
+        int(num_ctx) if isinstance(num_ctx, (int, float)) and num_ctx > 0 else context_length,
+        *(options.get(key) for key in LOAD_OPTIONS[1:]),
+    )
+
+
 class Runner:
     """One loaded model."""
 
     __slots__ = (
         "info",
+        "shape",
         "slots",
         "parallel",
         "in_flight",
@@ -43,8 +64,9 @@ class Runner:
         "gone",
     )
 
-    def __init__(self, info: ModelInfo, parallel: int, keep_alive: float) -> None:
+    def __init__(self, info: ModelInfo, shape: Shape, parallel: int, keep_alive: float) -> None:
         self.info = info
+        self.shape = shape
         self.parallel = 1 if info.embedding else parallel
         self.slots = Slots(self.parallel)
         self.in_flight = 0
@@ -56,6 +78,10 @@ class Runner:
         self._idle = asyncio.Event()
         self._idle.set()
         self.gone = asyncio.Event()
+
+    @property
+    def context_length(self) -> int:
+        return int(self.shape[0])  # type: ignore[call-overload]
 
     def expires_at(self, now: float) -> float:
         """What /api/ps shows (7.3)."""
@@ -83,10 +109,16 @@ class Scheduler:
 
     # -- acquiring and releasing ---------------------------------------------------
 
-    async def acquire(self, info: ModelInfo, keep_alive: float | None) -> Runner:
+    def shape(self, options: dict[str, Any] | None) -> Shape:
+        return runner_shape(options, self.config.context_length)
+
+    async def acquire(
+        self, info: ModelInfo, keep_alive: float | None, options: dict[str, Any] | None = None
+    ) -> Runner:
         """A runner for `info` with this request counted in it (not yet a slot)."""
+        shape = self.shape(options)
         runner = self.runners.get(info.key)
-        if runner is not None and not runner.unloading:
+        if runner is not None and not runner.unloading and runner.shape == shape:
             self._enter(runner, keep_alive)
             return runner
         if self.pending >= self.config.max_queue:
@@ -97,7 +129,7 @@ class Scheduler:
             async with self._load_lock:
                 self.pending -= 1
                 entered = True
-                runner = await self._load(info, keep_alive)
+                runner = await self._load(info, keep_alive, shape)
                 self._enter(runner, keep_alive)
                 return runner
         finally:
@@ -149,11 +181,15 @@ class Scheduler:
         if keep_alive is not None:  # sticky: only an explicit value changes it
             runner.keep_alive = keep_alive
 
-    async def _load(self, info: ModelInfo, keep_alive: float | None) -> Runner:
+    async def _load(self, info: ModelInfo, keep_alive: float | None, shape: Shape) -> Runner:
         existing = self.runners.get(info.key)
         if existing is not None:
-            if not existing.unloading:
+            if not existing.unloading and existing.shape == shape:
                 return existing  # loaded by the request ahead of us
+            # Unloading, or loaded with other load-time options: wait until it is gone.
+            existing.unloading = True
+            if existing.in_flight == 0:
+                self._unload(existing)
             await existing.gone.wait()
         while len(self.runners) >= self.config.max_loaded:
             await self._evict_one()
@@ -166,6 +202,7 @@ class Scheduler:
             await asyncio.sleep(self.config.load_time)
         runner = Runner(
             info,
+            shape,
             self.config.slots_per_model,
             self._default_keep_alive if keep_alive is None else keep_alive,
         )

@@ -6,6 +6,7 @@ mid-stream failure are framed (`Framing`).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -13,7 +14,6 @@ from aiohttp import web
 
 from router.emulator.engine import Engine, Job
 from router.emulator.errors import ApiError, StreamCut
-from router.emulator.stats import Stats
 
 
 @dataclass(slots=True)
@@ -26,7 +26,7 @@ class Framing:
 
 
 async def stream_job(
-    request: web.Request, engine: Engine, stats: Stats, job: Job, framing: Framing
+    request: web.Request, engine: Engine, job: Job, framing: Framing
 ) -> web.StreamResponse:
     response: web.StreamResponse | None = None
 
@@ -49,10 +49,9 @@ async def stream_job(
     except StreamCut as cut:
         await send(framing.cut(cut.message))
     except ConnectionResetError:
-        # The client left between two chunks: generation stops here (1.5).
-        stats.cancelled += 1
-        assert response is not None
-        return response
+        # The client left between two chunks: generation stops here (1.5). As a
+        # cancellation, the stats wrapper counts it once and aiohttp drops it quietly.
+        raise asyncio.CancelledError from None
     finally:
         await tokens.aclose()
         engine.release(job)

@@ -130,3 +130,29 @@ def test_reload_after_unload_counts_a_new_load(emu):
     client.generate(model="llama3.2", prompt="x", keep_alive=0)
     client.generate(model="llama3.2", prompt="x")
     assert emu.stats()["loads"] == 2
+
+
+def test_changed_load_options_force_a_reload(emu):
+    client = ollama.Client(host=emu.url)
+    client.generate(model="llama3.2", prompt="x", options={"num_ctx": 8192})
+    assert ps(emu)[0]["context_length"] == 8192
+    client.generate(model="llama3.2", prompt="x", options={"num_ctx": 8192, "temperature": 0})
+    assert emu.stats()["loads"] == 1  # sampling options do not reload
+    client.generate(model="llama3.2", prompt="x")  # default num_ctx again: reload
+    assert ps(emu)[0]["context_length"] == 4096
+    assert (emu.stats()["loads"], emu.stats()["unloads"]) == (2, 1)
+
+
+def test_unload_requested_while_busy_waits_for_the_request(emulator):
+    import threading
+
+    emu = emulator(tokens_per_second=40, response_tokens=12)
+    client = ollama.Client(host=emu.url)
+    worker = threading.Thread(target=lambda: client.generate(model="llama3.2", prompt="x"))
+    worker.start()
+    wait_until(lambda: len(ps(emu)) == 1)
+    raw(emu.url, "POST", "/api/generate", {"model": "llama3.2", "keep_alive": 0})
+    entries = ps(emu)
+    assert len(entries) == 1 and abs(expires_in(entries[0])) < 2  # still there, expiring now
+    worker.join()
+    assert ps(emu) == []
