@@ -21,6 +21,7 @@ import os
 import signal
 import subprocess as sp
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -172,7 +173,9 @@ def _start_thread(config: EmulatorConfig) -> EmulatorHandle:
 
 def _start_process(config: EmulatorConfig, timeout: float = 30.0) -> EmulatorHandle:
     argv = [sys.executable, "-m", "router.emulator", *config_argv(config)]
-    process = sp.Popen(argv, stdout=sp.PIPE, stderr=sp.PIPE, text=True)
+    # stderr goes to a file, never a pipe nobody drains (a full pipe would stall the server).
+    stderr = tempfile.TemporaryFile("w+")
+    process = sp.Popen(argv, stdout=sp.PIPE, stderr=stderr, text=True)
     handle = EmulatorHandle(config, pid=process.pid, process=process)
     deadline = time.monotonic() + timeout
     assert process.stdout is not None
@@ -184,8 +187,9 @@ def _start_process(config: EmulatorConfig, timeout: float = 30.0) -> EmulatorHan
     if " listening on " not in line:
         if process.poll() is None:
             os.kill(process.pid, signal.SIGKILL)
-        stderr = process.stderr.read() if process.stderr else ""
-        raise RuntimeError(f"emulator did not start: {line!r} {stderr[-2000:]}")
+        process.wait(timeout=10)
+        stderr.seek(0)
+        raise RuntimeError(f"emulator did not start: {line!r} {stderr.read()[-2000:]}")
     handle.url = line.split(" listening on ", 1)[1].split()[0]
     handle.port = int(handle.url.rsplit(":", 1)[1])
     return handle
