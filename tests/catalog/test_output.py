@@ -25,8 +25,7 @@ WARNINGS: list[tuple[str, str, str]] = [
 def test_warning_names_line_and_exits_0(validate: Validate, text: str, expected: str) -> None:
     path, outcome = validate(text)
     assert outcome.code == 0
-    problems = outcome.problems(path)
-    assert [(line, message) for line, message in problems] == [(marked_line(text), f"{expected} (warning)")]
+    assert outcome.problems(path) == [(marked_line(text), f"{expected} (warning)")]
     assert "llama3.2:3b" in outcome.out  # the table is still printed
 
 
@@ -73,7 +72,7 @@ def test_both_example_catalogs_exist() -> None:
     assert {p.name for p in EXAMPLES} >= {"demo.yaml", "4gpu.yaml"}
 
 
-# The console script, as a user's shell runs it.
+# Through the command line: the console script as a user's shell runs it, or cli.main in-process.
 
 
 def test_console_script_refuses_with_file_line(tmp_path: Path) -> None:
@@ -86,10 +85,10 @@ def test_console_script_refuses_with_file_line(tmp_path: Path) -> None:
     assert outcome.out == ""
 
 
-def test_console_script_syntax_error_is_not_a_traceback(tmp_path: Path) -> None:
+def test_syntax_error_is_not_a_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "broken.yaml"
     path.write_text("version: 1\ncontainers:\n  a: {gpus: [0]\nmodels: {}\n")
-    outcome = run_console_script(["validate", str(path)])
+    outcome = run_cli(["validate", str(path)], capsys)
     assert outcome.code == 1
     ((line, message),) = outcome.problems(path)
     assert line == 4 and message.startswith("YAML syntax error") and "starts at line 3" in message
@@ -104,21 +103,28 @@ def test_console_script_warning_and_table(tmp_path: Path) -> None:
     assert "GPU 0 :11502" in outcome.out
 
 
-def test_console_script_relative_path_is_printed_as_given(tmp_path: Path) -> None:
+def test_relative_path_is_printed_as_given(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "c.yaml").write_text(edit("    port: 11502\n", "    port: 11501\n"))
-    outcome = run_console_script(["validate", "sub/c.yaml"], cwd=tmp_path)
+    monkeypatch.chdir(tmp_path)
+    outcome = run_cli(["validate", "sub/c.yaml"], capsys)
     assert outcome.code == 1
     assert outcome.problems("sub/c.yaml") == [(10, "port 11501 is already used by container 'llama-a'")]
 
 
-@pytest.mark.parametrize("target", ["missing.yaml", "."])
-def test_unreadable_catalog_exits_1_without_traceback(target: str, tmp_path: Path) -> None:
-    outcome = run_console_script(["validate", str(tmp_path / target)])
+def test_console_script_missing_file_exits_1_without_traceback(tmp_path: Path) -> None:
+    outcome = run_console_script(["validate", str(tmp_path / "missing.yaml")])
     assert outcome.code == 1
+    assert outcome.err.startswith(f"{tmp_path / 'missing.yaml'}:") and "no such file" in outcome.err
     assert "Traceback" not in outcome.err
-    assert outcome.err.startswith(f"{tmp_path / target}:")
-    assert ("no such file" if target == "missing.yaml" else "cannot read") in outcome.err
+
+
+def test_directory_instead_of_file_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    outcome = run_cli(["validate", str(tmp_path)], capsys)
+    assert outcome.code == 1
+    assert outcome.err.startswith(f"{tmp_path}:") and "cannot read" in outcome.err
 
 
 # Every command of PRODUCT.md's table.

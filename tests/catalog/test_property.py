@@ -184,7 +184,7 @@ def test_random_documents(text: str) -> None:
     check(text)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(st.one_of(structural_mutants(), text_mutants()))
 def test_validate_command_never_shows_a_traceback(text: str) -> None:
     """The same inputs through `ollama-router validate`: exit 0 or 1, stderr only file:line lines."""
