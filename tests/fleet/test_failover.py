@@ -236,3 +236,16 @@ async def test_model_with_all_containers_down_is_served_by_its_fallback(api: str
         # once a is known down, the fallback is still served, without trying a again
         again = await chat(fleet, api)
         assert again.status == 200 and again.headers["X-Router-Model"] == "qwen2.5:7b"
+
+
+async def test_a_container_lacking_the_model_is_skipped_for_a_sibling_that_has_it() -> None:
+    # `a`, the primary, has not pulled the model yet: Ollama answers 404 there
+    async with router_fleet(
+        TWO_CONTAINERS,
+        per_container={"a": {"models": [], "allow_pull": False}},
+        settings={**FAST, "keep_warm": False},  # nothing loaded anywhere: catalog order, a first
+    ) as fleet:
+        reply = await chat(fleet)
+        assert (reply.status, reply.container) == (200, "b")
+        assert (await fleet.backends["a"].stats())["requests"] == 1  # tried first, answered 404
+        assert (await container_status(fleet, "a"))["state"] == "up"  # a missing model is not a sick container
