@@ -18,7 +18,13 @@ import yaml
 
 from router import __version__
 from router.catalog.model import OLLAMA_PORT, Catalog, Container
-from router.provision.spec import HEALTHCHECK, HEALTHCHECK_TEST, model_volumes, named_volume, ollama_env
+from router.provision.spec import (
+    HEALTHCHECK,
+    HEALTHCHECK_TEST,
+    model_volumes,
+    named_volume,
+    ollama_env,
+)
 
 ROUTER_PORT = 8080
 ROUTER_CATALOG = "/etc/ollama-router/catalog.yaml"

@@ -22,7 +22,13 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.models.containers import Container as DockerContainer
 
 from router.provision.errors import ProvisionError, docker_unavailable, explain
-from router.provision.spec import LABEL_CONTAINER, LABEL_PROJECT, LABEL_SPEC_HASH, MODEL_DIR, ContainerSpec
+from router.provision.spec import (
+    LABEL_CONTAINER,
+    LABEL_PROJECT,
+    LABEL_SPEC_HASH,
+    MODEL_DIR,
+    ContainerSpec,
+)
 
 Notify = Callable[[str, str], None]  # (container name, what happened)
 
@@ -56,7 +62,7 @@ def connect(timeout: int = API_TIMEOUT, pool_size: int = 16) -> docker.DockerCli
 def owned_containers(client: docker.DockerClient, project: str) -> dict[str, DockerContainer]:
     """This project's containers by catalog name (containers without our labels never appear)."""
     found = client.containers.list(all=True, filters={"label": f"{LABEL_PROJECT}={project}"})
-    return {c.labels.get(LABEL_CONTAINER, c.name): c for c in found}
+    return {c.labels.get(LABEL_CONTAINER) or c.name or c.id or "?": c for c in found}
 
 
 # ---------------------------------------------------------------------------
@@ -235,18 +241,20 @@ class Reconciler:
             return
         raise ProvisionError(
             f"a container named {spec.docker_name} exists and is not this catalog's "
-            f"(project label {other.labels.get(LABEL_PROJECT)!r}); it is left alone: rename or remove it, or use another --project"
+            f"(project label {other.labels.get(LABEL_PROJECT)!r}); it is left alone: "
+            "rename or remove it, or use another --project"
         )
 
     def _leftover(self, name: str, container: DockerContainer, *, prune: bool) -> Outcome:
         if not prune:
-            return Outcome(name, "kept", message="no longer in the catalog; `up --prune` removes it", docker_name=container.name)
+            note = "no longer in the catalog; `up --prune` removes it"
+            return Outcome(name, "kept", message=note, docker_name=container.name or "")
         try:
             _remove(container)
         except DockerException as exc:
-            return Outcome(name, "failed", ok=False, message=explain(exc), docker_name=container.name)
+            return Outcome(name, "failed", ok=False, message=explain(exc), docker_name=container.name or "")
         self.notify(name, "removed (no longer in the catalog)")
-        return Outcome(name, "removed", docker_name=container.name)
+        return Outcome(name, "removed", docker_name=container.name or "")
 
 
 def down(client: docker.DockerClient, project: str, *, volumes: bool = False) -> list[Outcome]:
@@ -264,8 +272,8 @@ def down(client: docker.DockerClient, project: str, *, volumes: bool = False) ->
         try:
             _remove(container)
         except DockerException as exc:
-            return Outcome(name, "failed", ok=False, message=explain(exc), docker_name=container.name)
-        return Outcome(name, "removed", docker_name=container.name)
+            return Outcome(name, "failed", ok=False, message=explain(exc), docker_name=container.name or "")
+        return Outcome(name, "removed", docker_name=container.name or "")
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         outcomes = list(pool.map(remove, sorted(containers.items())))

@@ -43,7 +43,7 @@ async def _load(session: aiohttp.ClientSession, container: Container, model: Mod
                 return PreloadResult(container.name, model.tag, ok=True)
             text = (await response.text())[:300]
             return PreloadResult(container.name, model.tag, ok=False, error=f"HTTP {response.status}: {text}")
-    except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
         return PreloadResult(container.name, model.tag, ok=False, error=str(exc) or type(exc).__name__)
 
 

@@ -121,7 +121,7 @@ async def pull_model(
         raise _PullFailed("the pull stream ended before success")
     except _PullFailed as exc:
         error = str(exc)
-    except (aiohttp.ClientError, asyncio.TimeoutError, orjson.JSONDecodeError, OSError) as exc:
+    except (TimeoutError, aiohttp.ClientError, orjson.JSONDecodeError, OSError) as exc:
         error = _describe(exc)
     emit(error=error)
     return PullResult(container, tag, ok=False, error=error)
@@ -184,8 +184,9 @@ async def _pull_all(
     async def survey(container: Container) -> None:
         try:
             installed[container.name] = await installed_models(session, container.url)
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError) as exc:
-            results.append(PullResult(container.name, "*", ok=False, error=f"cannot list models at {container.url}: {_describe(exc)}"))
+        except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as exc:
+            error = f"cannot list models at {container.url}: {_describe(exc)}"
+            results.append(PullResult(container.name, "*", ok=False, error=error))
 
     chosen = [catalog.containers[n] for n in names if n in catalog.containers]
     await asyncio.gather(*(survey(c) for c in chosen))
@@ -215,7 +216,7 @@ async def _pull_all(
 async def _installed_or_empty(session: aiohttp.ClientSession, url: str) -> set[str]:
     try:
         return await installed_models(session, url)
-    except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError):
+    except (TimeoutError, aiohttp.ClientError, OSError, ValueError):
         return set()
 
 

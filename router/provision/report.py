@@ -6,7 +6,15 @@ from dataclasses import dataclass, field
 from types import TracebackType
 
 from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 from rich.table import Table
 
 from router.catalog.model import Catalog
@@ -111,7 +119,8 @@ def up_table(catalog: Catalog, reports: list[ContainerReport]) -> Table:
         result = "[green]ok[/]" if report.ok else "[red]failed[/]: " + "; ".join(problems)
         if report.ok and report.outcome.message:
             result += f" ({report.outcome.message})"
-        table.add_row(report.outcome.name, report.outcome.action, gpus, spec.url if spec else "-", "\n".join(models) or "-", result)
+        address = spec.url if spec else "-"
+        table.add_row(report.outcome.name, report.outcome.action, gpus, address, "\n".join(models) or "-", result)
     return table
 
 

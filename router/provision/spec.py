@@ -147,7 +147,9 @@ class ContainerSpec:
 
     def create_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for docker-py's `containers.create`."""
-        from docker.types import DeviceRequest  # docker-py is only needed to run containers
+        from docker.types import (
+            DeviceRequest,  # docker-py is only needed to run containers
+        )
 
         kwargs: dict[str, Any] = {
             "image": self.image,

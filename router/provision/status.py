@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -68,7 +68,7 @@ def docker_row(name: str, attrs: dict[str, Any], url: str, in_catalog: bool) -> 
     if state.get("Running"):
         started = _parse_time(state.get("StartedAt", ""))
         if started:
-            uptime = format_uptime((datetime.now(timezone.utc) - started).total_seconds())
+            uptime = format_uptime((datetime.now(UTC) - started).total_seconds())
     labels = attrs.get("Config", {}).get("Labels") or {}
     return StatusRow(
         container=name,
@@ -105,7 +105,7 @@ async def _loaded(session: aiohttp.ClientSession, url: str) -> list[str] | None:
             if response.status != 200:
                 return None
             body = await response.json(content_type=None)
-    except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError):
+    except (TimeoutError, aiohttp.ClientError, OSError, ValueError):
         return None
     return [_display(m.get("name") or m.get("model") or "?") for m in body.get("models") or []]
 
@@ -121,7 +121,7 @@ async def fill_loaded(rows: list[StatusRow]) -> None:
     """Ask each reachable Ollama what it has loaded (short timeout: status must stay quick)."""
     async with aiohttp.ClientSession() as session:
         answers = await asyncio.gather(*(_loaded(session, r.url) if r.url else _none() for r in rows))
-    for row, loaded in zip(rows, answers):
+    for row, loaded in zip(rows, answers, strict=True):
         row.loaded = loaded
         if row.state == "remote":
             row.health = "answers" if loaded is not None else "unreachable"

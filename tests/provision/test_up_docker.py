@@ -10,7 +10,12 @@ from typing import Any
 import pytest
 
 from router.cli import main
-from tests.provision.conftest import LABEL_PROJECT, TEST_IMAGE, CatalogFactory, ProvisionCatalog
+from tests.provision.conftest import (
+    LABEL_PROJECT,
+    TEST_IMAGE,
+    CatalogFactory,
+    ProvisionCatalog,
+)
 
 pytestmark = pytest.mark.docker
 
