@@ -232,7 +232,7 @@ class Proxy:
                 error_body = await upstream.read()
         except (aiohttp.ClientError, OSError, TimeoutError):
             error_body = None
-        if upstream.status >= 500:
+        if upstream.status >= 500 and upstream.status != 503:  # 503 is Ollama's "server busy": load, not ill health
             self.fleet.report_failure(state, f"HTTP {upstream.status}")
         return Failure(f"http_{upstream.status}", upstream.status, upstream.headers.get("Content-Type"), error_body)
 

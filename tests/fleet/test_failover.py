@@ -249,3 +249,17 @@ async def test_a_container_lacking_the_model_is_skipped_for_a_sibling_that_has_i
         assert (reply.status, reply.container) == (200, "b")
         assert (await fleet.backends["a"].stats())["requests"] == 1  # tried first, answered 404
         assert (await container_status(fleet, "a"))["state"] == "up"  # a missing model is not a sick container
+
+
+@pytest.mark.parametrize(("kind", "state"), [("busy", "up"), ("error", "down")])
+async def test_a_busy_container_is_not_taken_out_but_a_failing_one_is(kind: str, state: str) -> None:
+    # one passive failure is enough to take a container out; probes too rare to bring it back
+    async with router_fleet(
+        TWO_CONTAINERS, settings={"health_interval": 30, "failure_threshold": 1}
+    ) as fleet:
+        await fleet.wait_warm()
+        failing = first_choice(fleet)
+        await fleet.backends[failing].add_fault(kind, 1, model=MODEL)
+        reply = await chat(fleet)
+        assert reply.status == 200 and reply.container != failing
+        assert (await container_status(fleet, failing))["state"] == state
