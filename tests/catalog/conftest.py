@@ -1,13 +1,11 @@
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
 from pathlib import Path
 
 import pytest
 
-from tests.catalog.support import Outcome, run_cli
-
-Validate = Callable[[str], tuple[Path, Outcome]]
+from tests.catalog.support import Outcome, Validate, run_cli
 
 
 @pytest.fixture
@@ -25,8 +23,6 @@ def validate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Validate:
 @pytest.fixture(autouse=True)
 def _no_router_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """ROUTER_* variables of the machine running the tests must not leak in."""
-    import os
-
     for name in list(os.environ):
         if name.upper().startswith("ROUTER_"):
             monkeypatch.delenv(name)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,6 +75,10 @@ class Outcome:
             assert match["file"] == str(file)
             found.append((int(match["line"]), match["message"]))
         return found
+
+
+# `validate(text)` fixture: writes the catalog, runs `ollama-router validate` on it.
+Validate = Callable[[str], tuple[Path, Outcome]]
 
 
 def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> Outcome:

@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 
 from router.catalog.loader import load_catalog
-from tests.catalog.conftest import Validate
-from tests.catalog.support import BASE, EXAMPLES, M, edit, marked_line, run_cli, run_console_script
+from tests.catalog.support import BASE, EXAMPLES, M, Validate, edit, marked_line, run_cli, run_console_script
 
 WARNINGS: list[tuple[str, str, str]] = [
     ("gpu-shared", edit("    gpus: [1]\n", f"    gpus: [0]{M}\n"), "GPU 0 is shared by containers 'llama-a' and 'llama-b'"),

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.catalog.conftest import Validate
-from tests.catalog.support import BASE, M, edit, marked_line
+from tests.catalog.support import BASE, M, Validate, edit, marked_line
 
 
 # (id, broken catalog with the offending line marked, text the message must contain)
