@@ -16,6 +16,8 @@ from router.server.context import Services
 from router.server.metrics import METRICS_KEY, RouterMetrics
 from router.server.runner import RUNNER_OPTIONS
 
+LINGER = 2.0
+
 
 def install(app: web.Application, svc: Services) -> None:
     """Raises KeysFileError when the configured keys file cannot be used."""
@@ -28,7 +30,9 @@ def install(app: web.Application, svc: Services) -> None:
         app.middlewares.append(auth_middleware(store))
     app.middlewares.append(limits_middleware(settings.max_body_bytes, settings.body_timeout, settings.log_bodies))
     app.router.add_get("/metrics", metrics.handle)
-    app[RUNNER_OPTIONS] = {"keepalive_timeout": settings.header_timeout}
+    # keepalive_timeout bounds the time to a request's headers; after an early answer
+    # (413, 408) the rest of an unread body is drained for at most LINGER seconds
+    app[RUNNER_OPTIONS] = {"keepalive_timeout": settings.header_timeout, "lingering_time": min(LINGER, settings.body_timeout)}
 
     async def on_startup(app: web.Application) -> None:
         announce(settings.host, settings.api_keys_file, len(store.keys) if store else 0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -38,11 +39,30 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 StartupHook = Callable[[Services], Awaitable[None]]
 
 
+class _RequestIds:
+    """24 hex characters: a random per-process prefix and a counter (no
+    getrandom syscall per request; a new prefix in a forked child)."""
+
+    def __init__(self) -> None:
+        self.reset()
+        os.register_at_fork(after_in_child=self.reset)
+
+    def reset(self) -> None:
+        self.prefix = os.urandom(8).hex()
+        self.counter = itertools.count(1)
+
+    def next(self) -> str:
+        return f"{self.prefix}{next(self.counter) & 0xFFFFFFFF:08x}"
+
+
+_request_ids = _RequestIds()
+
+
 def _request_id(request: web.Request) -> str:
     given = request.headers.get("X-Request-Id")
     if given and len(given) <= 128 and given.isprintable():
         return given
-    return os.urandom(12).hex()
+    return _request_ids.next()
 
 
 def _render_http_exception(exc: web.HTTPException, api: str) -> web.StreamResponse:
@@ -101,6 +121,7 @@ def _log(record: Record, status: int, response: web.StreamResponse | None = None
         "stream_broken": record.stream_broken,
         "client_left": record.client_left or None,
         "error": record.error,
+        "key": record.key_name,  # the API key's name, never the key
     }
     access_log.info("request", **{k: v for k, v in fields.items() if v is not None})
 
