@@ -7,10 +7,11 @@ from collections.abc import AsyncIterator
 import pytest_asyncio
 
 from tests.harness import RouterFleet, router_fleet
-from tests.server.support import CATALOG
+from tests.server.support import CATALOG, OLDEST_VERSION
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def fleet() -> AsyncIterator[RouterFleet]:
-    async with router_fleet(CATALOG) as running:
+    # The embedder runs an older Ollama: /api/version must report the fleet's lowest.
+    async with router_fleet(CATALOG, per_container={"e": {"version": OLDEST_VERSION}}) as running:
         yield running

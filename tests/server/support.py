@@ -47,6 +47,7 @@ QWEN = "qwen2.5:7b"
 EMBED = "nomic-embed-text:latest"
 TAGS = (LLAMA, QWEN, EMBED)
 CONTAINERS_OF = {LLAMA: {"a", "b"}, QWEN: {"q"}, EMBED: {"e"}}
+OLDEST_VERSION = "0.9.2"  # lower than 0.33.0 as versions, higher as strings
 MESSAGES = [{"role": "user", "content": "Say hello"}]
 
 

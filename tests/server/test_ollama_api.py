@@ -3,10 +3,12 @@ forwarded by model, tags and ps merged over the fleet, version, `GET`/`HEAD /`."
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import pytest
 
 from tests.harness import RouterFleet
-from tests.server.support import EMBED, LLAMA, MESSAGES, QWEN, TAGS, http, ollama_client, served_by
+from tests.server.support import EMBED, LLAMA, MESSAGES, OLDEST_VERSION, QWEN, TAGS, http, ollama_client, served_by
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -80,21 +82,23 @@ async def test_tags_lists_each_catalog_model_once(fleet: RouterFleet) -> None:
     assert llama.size and llama.digest and llama.details and llama.details.family
 
 
-async def test_ps_lists_each_loaded_model_once(fleet: RouterFleet) -> None:
+async def test_ps_lists_each_loaded_model_once_with_its_latest_expiry(fleet: RouterFleet) -> None:
     client = ollama_client(fleet)
     await client.chat(model=LLAMA, messages=MESSAGES)
     models = (await client.ps()).models
     names = [m.model for m in models]
     assert sorted(names) == sorted(set(names))
-    assert LLAMA in names  # loaded on both a and b (keep-warm), one entry
-    assert EMBED in names
-    assert all(m.expires_at is not None for m in models)
+    assert {LLAMA, EMBED} <= set(names)  # llama loaded on both a and b (keep-warm): one entry
+    llama = next(m for m in models if m.model == LLAMA)
+    per_container = [(await fleet.backends[c].request("GET", "/api/ps"))["models"][0]["expires_at"] for c in ("a", "b")]
+    assert llama.expires_at == max(datetime.fromisoformat(t) for t in per_container)
 
 
-async def test_version_is_the_fleets(fleet: RouterFleet) -> None:
+async def test_version_is_the_lowest_in_the_fleet(fleet: RouterFleet) -> None:
     reply = await http(fleet, "GET", "/api/version")
     assert reply.status == 200
-    assert reply.json() == {"version": "0.33.0"}
+    assert reply.headers["Content-Type"] == "application/json; charset=utf-8"
+    assert reply.json() == {"version": OLDEST_VERSION}
 
 
 @pytest.mark.parametrize("method", ["GET", "HEAD"])
