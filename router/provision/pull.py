@@ -15,6 +15,7 @@ import asyncio
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import aiohttp
 import orjson
@@ -231,3 +232,14 @@ async def pull_at_start(catalog: Catalog, *, parallel: int = 3) -> list[PullResu
         log.error("model not pulled", container=result.container, model=result.model, error=result.error)
     log.info("pulls finished", pulled=sum(1 for r in results if r.ok), failed=len(failed))
     return results
+
+
+class _HasCatalog(Protocol):
+    @property
+    def catalog(self) -> Catalog: ...
+
+
+async def pull_before_preload(services: _HasCatalog) -> None:
+    """`serve`'s start hook: `create_app(catalog, settings, before_preload=[pull_before_preload])`
+    when settings.pull_missing; /readyz stays not-ready until it and the preload are done."""
+    await pull_at_start(services.catalog)

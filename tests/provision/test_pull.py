@@ -63,3 +63,33 @@ async def test_pull_at_start_pulls_without_a_progress_display(emulator: Any) -> 
     results = await pull_at_start(catalog)
     assert [(r.model, r.ok) for r in results] == [("llama3.2:latest", True)]
     assert names(server.url, "/api/tags") == {"llama3.2:latest"}
+
+
+async def test_a_router_with_the_pull_hook_is_not_ready_until_its_models_are_pulled(emulator: Any) -> None:
+    import asyncio
+
+    import aiohttp
+
+    from router.provision.pull import pull_before_preload
+    from router.server.app import create_app
+    from router.server.runner import start_app
+    from router.settings import RouterSettings
+
+    server = emulator(models=[], embedding_models=[], pull_time=1.0)
+    catalog = catalog_for({"a": server.url}, {"llama3.2": ["a"]})
+    app = create_app(catalog, RouterSettings.load(catalog.router, port=0), before_preload=[pull_before_preload])
+    running = await start_app(app, "127.0.0.1", 0)
+    try:
+        async with aiohttp.ClientSession() as session:
+            async with session.get(running.url + "/readyz") as response:
+                assert response.status == 503  # still pulling
+            for _ in range(100):
+                async with session.get(running.url + "/readyz") as response:
+                    if response.status == 200:
+                        break
+                await asyncio.sleep(0.1)
+            assert response.status == 200
+    finally:
+        await running.close()
+    assert names(server.url, "/api/tags") == {"llama3.2:latest"}
+    assert names(server.url, "/api/ps") == {"llama3.2:latest"}
