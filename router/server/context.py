@@ -31,6 +31,20 @@ class Services:
     keepwarm: KeepWarm
     started: float = field(default_factory=time.time)
     extras: dict[str, Any] = field(default_factory=dict)
+    _resolved: dict[str, Model | None] = field(default_factory=dict)
+    _resolved_from: Catalog | None = None
+
+    def resolve(self, name: str) -> Model | None:
+        """`catalog.resolve`, computed once per spelling and catalog (every request
+        resolves its model name; bounded, since names come from clients)."""
+        if self._resolved_from is not self.catalog or len(self._resolved) >= 4096:
+            self._resolved.clear()
+            self._resolved_from = self.catalog
+        try:
+            return self._resolved[name]
+        except KeyError:
+            model = self._resolved[name] = self.catalog.resolve(name)
+            return model
 
 
 SERVICES: web.AppKey[Services] = web.AppKey("services", Services)
@@ -76,7 +90,7 @@ def requested_model(request: web.Request, payload: dict[str, Any], fields: tuple
         raise BadRequest(f"'{name_field}' must be a string")
     record = record_of(request)
     record.model = name
-    model = services(request).catalog.resolve(name)
+    model = services(request).resolve(name)
     if model is None or not allowed(request, model):
         raise ModelNotFound(name)
     return name_field, model

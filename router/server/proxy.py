@@ -19,6 +19,7 @@ import aiohttp
 import orjson
 import structlog
 from aiohttp import web
+from yarl import URL
 
 from router import wire
 from router.catalog import Catalog, Model
@@ -52,6 +53,20 @@ RETRYABLE = frozenset({404, 429, 500, 502, 503, 504})
 UPSTREAM_HEADERS = {"Content-Type": "application/json"}
 NO_RETRY_AFTER_STATUSES = frozenset({404})
 ENDED_WITH_ERROR = "stream ended with an error line"
+
+
+class PassThroughResponse(web.StreamResponse):
+    """Headers leave with the first body bytes, in one write.
+
+    A plain StreamResponse sends its headers at `prepare()`, a write of their
+    own: on a non-streamed answer that is two syscalls (and two wakeups of the
+    client) where one does, about a quarter of the router's CPU per request.
+    Ollama sends headers only with the first token, so a stream's headers are
+    not held back by this either. (`_send_headers_immediately` is aiohttp's own
+    switch, the one `web.Response` sets.)
+    """
+
+    _send_headers_immediately = False
 
 
 @dataclass(slots=True)
@@ -98,6 +113,7 @@ class Proxy:
         self.ttft_timeout = ttft_timeout
         self.stream_failures = 0
         self.fallbacks = 0
+        self._urls: dict[tuple[str, str], URL] = {}  # parsed once: yarl parsing is per-request work
 
     def plan(self, model: Model) -> list[Model]:
         plan = [model]
@@ -195,7 +211,9 @@ class Proxy:
         body: bytes,
     ) -> web.StreamResponse | Failure:
         assert state.session is not None
-        url = state.url + path
+        url = self._urls.get((state.url, path))
+        if url is None:
+            url = self._urls[(state.url, path)] = URL(state.url + path)
         headers = {**UPSTREAM_HEADERS, "X-Request-Id": record.request_id}
         for retry_stale in (True, False):
             sent = time.perf_counter()
@@ -244,7 +262,7 @@ class Proxy:
         target: Model,
         upstream: aiohttp.ClientResponse,
     ) -> web.StreamResponse:
-        response = web.StreamResponse(status=upstream.status)
+        response = PassThroughResponse(status=upstream.status)
         out_headers = response.headers
         for name, value in upstream.headers.items():
             if name.lower() not in HOP_BY_HOP:
@@ -338,4 +356,4 @@ def _stream_incomplete(content_type: str, tail: bytes) -> str | None:
     return None
 
 
-__all__ = ["OPENAI", "Proxy", "Record"]
+__all__ = ["OPENAI", "PassThroughResponse", "Proxy", "Record"]
