@@ -173,6 +173,20 @@ def _start(container: DockerContainer, spec: ContainerSpec) -> None:
 _FAILED_ACTION = {"created": "create failed", "recreated": "recreate failed", "started": "start failed", "unchanged": "not ready"}
 
 
+_MAKES_CONTAINER = ("created", "recreated")
+
+
+def plan(spec: ContainerSpec, current: DockerContainer | None) -> str:
+    """What `up` does to one container, named by what it will have done."""
+    if current is None:
+        return "created"
+    if current.labels.get(LABEL_SPEC_HASH) != spec.spec_hash:
+        return "recreated"
+    if current.status != "running":
+        return "started"
+    return "unchanged"
+
+
 @dataclass(slots=True)
 class Reconciler:
     client: docker.DockerClient
@@ -183,9 +197,13 @@ class Reconciler:
 
     def up(self, specs: list[ContainerSpec], *, prune: bool = False) -> list[Outcome]:
         existing = owned_containers(self.client, self.project)
-        image_errors = self._ensure_images({s.image for s in specs})
+        plans = {s.name: plan(s, existing.get(s.name)) for s in specs}
+        # Images matter only where a container is made; a missing one fails just those.
+        image_errors = self._ensure_images({s.image for s in specs if plans[s.name] in _MAKES_CONTAINER})
         with ThreadPoolExecutor(max_workers=self.parallel, thread_name_prefix="provision") as pool:
-            outcomes = list(pool.map(lambda s: self._one(s, existing.get(s.name), image_errors.get(s.image)), specs))
+            outcomes = list(pool.map(
+                lambda s: self._one(s, existing.get(s.name), plans[s.name], image_errors.get(s.image)), specs
+            ))
             wanted = {s.name for s in specs}
             leftovers = [(n, c) for n, c in existing.items() if n not in wanted]
             outcomes += list(pool.map(lambda item: self._leftover(*item, prune=prune), leftovers))
@@ -202,34 +220,32 @@ class Reconciler:
         with ThreadPoolExecutor(max_workers=max(1, min(len(images), 4))) as pool:
             return {image: error for image, error in pool.map(check, sorted(images)) if error}
 
-    def _one(self, spec: ContainerSpec, current: DockerContainer | None, image_error: str | None) -> Outcome:
-        outcome = Outcome(spec.name, "unchanged", docker_name=spec.docker_name)
+    def _one(self, spec: ContainerSpec, current: DockerContainer | None, action: str, image_error: str | None) -> Outcome:
+        outcome = Outcome(spec.name, action, docker_name=spec.docker_name)
         try:
-            if image_error:
-                raise ProvisionError(image_error)
-            container = self._converge(spec, current, outcome)
+            if image_error and action in _MAKES_CONTAINER:
+                raise ProvisionError(image_error)  # before removing anything: the old one keeps running
+            container = self._converge(spec, current, action)
             outcome.container_id = container.id or ""
-            self.notify(spec.name, f"{outcome.action}; waiting for Ollama at {spec.url}")
+            self.notify(spec.name, f"{action}; waiting for Ollama at {spec.url}")
             wait_ready(container, spec, self.ready_timeout)
             self.notify(spec.name, "ready")
         except (ProvisionError, DockerException) as exc:
             message = str(exc) if isinstance(exc, ProvisionError) else explain(exc, image=spec.image, gpus=spec.gpus)
             outcome.ok, outcome.message = False, message
-            outcome.action = _FAILED_ACTION.get(outcome.action, outcome.action)
+            outcome.action = _FAILED_ACTION.get(action, action)
             self.notify(spec.name, f"failed: {message}")
         return outcome
 
-    def _converge(self, spec: ContainerSpec, current: DockerContainer | None, outcome: Outcome) -> DockerContainer:
-        if current is None:
+    def _converge(self, spec: ContainerSpec, current: DockerContainer | None, action: str) -> DockerContainer:
+        if action == "created":
             self._refuse_foreign_name(spec)
-            outcome.action = "created"
             return _create_and_start(self.client, spec)
-        if current.labels.get(LABEL_SPEC_HASH) != spec.spec_hash:
-            outcome.action = "recreated"
+        assert current is not None  # plan() says so
+        if action == "recreated":
             _remove(current)
             return _create_and_start(self.client, spec)
-        if current.status != "running":
-            outcome.action = "started"
+        if action == "started":
             _check_port(spec)
             _start(current, spec)
         return current

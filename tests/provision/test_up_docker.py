@@ -158,6 +158,7 @@ def test_each_failure_is_explained_and_does_not_stop_the_others(
     assert "Traceback" not in output
     assert f"port {catalog.ports['busy']} is already in use" in output
     assert "image ollama-router-test/missing:none is not available locally and could not be pulled" in output
+    assert "create failed" in output
     assert "pull llama3.2:1b" in output and "file does not exist" in output
     assert container(docker_client, catalog, "good").status == "running"
     assert model_names(catalog.url("good"), "/api/ps") == {"llama3.2:1b"}
@@ -207,3 +208,20 @@ def test_status_shows_state_gpus_health_and_loaded_models(
     assert "created" in lines["gpu"] and "│ 1 " in lines["gpu"]
     for column in ("container", "state", "GPUs", "image", "health", "loaded models", "uptime"):
         assert column in output
+
+
+def test_a_container_that_is_not_ours_is_never_touched_even_with_our_name(
+    make_catalog: CatalogFactory, docker_client: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    catalog = make_catalog({"taken": {}, "free": {}}, {"llama3.2:1b": ["taken", "free"]})
+    stranger = docker_client.containers.create(TEST_IMAGE, ["sleep", "60"], name=catalog.docker_name("taken"),
+                                               network_mode="none")
+    try:
+        code, output = up(catalog, capsys, "--no-pull", "--no-preload", "--prune")
+        assert code == 1
+        assert f"a container named {catalog.docker_name('taken')} exists and is not this catalog's" in output
+        stranger.reload()
+        assert stranger.status == "created" and not stranger.labels
+        assert container(docker_client, catalog, "free").status == "running"
+    finally:
+        stranger.remove(force=True)
