@@ -10,8 +10,8 @@ import openai
 import orjson
 import pytest
 
-from tests.harness import RouterFleet
-from tests.server.support import MESSAGES, QWEN, chunks, http, ollama_client, openai_client, served_by
+from tests.harness import RouterFleet, router_fleet
+from tests.server.support import CATALOG, MESSAGES, QWEN, chunks, http, ollama_client, openai_client, served_by
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -175,3 +175,14 @@ async def test_wrong_method_is_405_with_allow(fleet: RouterFleet, path: str, all
         assert reply.json()["error"]["type"] == "invalid_request_error"
     else:
         assert reply.body == b"405 method not allowed"
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/api/chat"])
+async def test_body_over_the_limit_is_413_in_the_apis_shape(path: str) -> None:
+    async with router_fleet(CATALOG, settings={"max_body_bytes": 1024, "keep_warm": False}) as small:
+        big = {"model": "gpt-4o", "messages": [{"role": "user", "content": "x" * 4096}]}
+        reply, served = await served_by(small, lambda: http(small, "POST", path, json=big))
+    assert reply.status == 413
+    error = reply.json()["error"]
+    assert "too large" in (error["message"] if path.startswith("/v1/") else error)
+    assert served == {}
