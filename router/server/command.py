@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from router.access.keys import KeysFileError
 from router.catalog.command import load_or_report
 from router.logs import configure_logging
+from router.provision.pull import pull_before_preload
 from router.server.app import create_app
 from router.server.runner import run_loop, start_app, wait_for_signal
 from router.settings import RouterSettings
@@ -56,7 +57,9 @@ def run(args: argparse.Namespace) -> int:
 
     async def main() -> int:
         try:
-            app = create_app(result.catalog, settings)
+            # In a Compose stack nobody runs `up`: pull what the containers lack first.
+            hooks = [pull_before_preload] if settings.pull_missing else []
+            app = create_app(result.catalog, settings, before_preload=hooks)
         except KeysFileError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
