@@ -96,3 +96,13 @@ async def test_client_leaving_before_the_first_token_cancels_upstream(fleet: Rou
         async with fleet.session.post(fleet.url + path, data=orjson.dumps(body), timeout=aiohttp.ClientTimeout(total=0.5)):
             pass
     await _assert_generation_stopped(fleet, cancelled)
+
+
+async def test_concurrent_streams_spread_over_the_models_containers(fleet: RouterFleet) -> None:
+    body = orjson.dumps({"model": "gpt-4o-mini", "messages": MESSAGES, "max_tokens": SHORT, "stream": True})
+    async with fleet.session.post(fleet.url + "/v1/chat/completions", data=body) as first:
+        async with fleet.session.post(fleet.url + "/v1/chat/completions", data=body) as second:
+            containers = {first.headers["X-Router-Container"], second.headers["X-Router-Container"]}
+            await first.read()
+            await second.read()
+    assert containers == {"a", "b"}  # the second went to the container with fewer in flight
