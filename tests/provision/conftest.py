@@ -10,6 +10,7 @@ the image answers the healthcheck (`ollama list`) with busybox wget.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import socket
@@ -27,6 +28,7 @@ REPO = Path(__file__).resolve().parents[2]
 TEST_IMAGE = "ollama-router-test/emulator:latest"
 BUSYBOX = Path("/bin/busybox")
 LABEL_PROJECT = "io.ollama-router.project"
+ROOTFS_LABEL = "io.ollama-router.test-rootfs"
 
 OLLAMA_SHIM = """#!/bin/sh
 # Stands in for the ollama CLI in healthchecks: succeeds when the server answers.
@@ -103,7 +105,18 @@ def emulator_image(docker_client: Any) -> str:
     """The test image, made once per session (and reused when it is already there)."""
     if not BUSYBOX.is_file() or not _is_static(BUSYBOX):
         pytest.skip("no static busybox at /bin/busybox (apt-get install busybox-static; ./scripts/test does it as root)")
-    docker_client.api.import_image_from_data(_rootfs_tar(), repository=TEST_IMAGE.split(":")[0], tag="latest")
+    from docker.errors import ImageNotFound
+
+    rootfs = _rootfs_tar()
+    digest = hashlib.sha256(rootfs).hexdigest()[:16]
+    try:
+        if docker_client.images.get(TEST_IMAGE).labels.get(ROOTFS_LABEL) == digest:
+            return TEST_IMAGE  # made by an earlier session from the same files
+    except ImageNotFound:
+        pass
+    docker_client.api.import_image_from_data(
+        rootfs, repository=TEST_IMAGE.split(":")[0], tag="latest", changes=[f"LABEL {ROOTFS_LABEL}={digest}"]
+    )
     return TEST_IMAGE
 
 
