@@ -35,8 +35,8 @@ def parse_timestamp(text: Any) -> float | None:
     try:
         head, dot, rest = text.partition(".")
         if dot:
-            digits = "".join(c for c in rest if c.isdigit())
-            zone = rest[len(digits):]
+            zone = rest.lstrip("0123456789")  # the offset's digits are not the fraction's
+            digits = rest[: len(rest) - len(zone)]
             text = f"{head}.{digits[:6]}{zone}"
         return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
     except ValueError:
