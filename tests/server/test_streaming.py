@@ -3,6 +3,7 @@ stops the generation upstream (mid-stream or still waiting for the first token).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -58,8 +59,8 @@ async def _router_idle(fleet: RouterFleet) -> bool:
     return all(c["in_flight"] == 0 and c["queued"] == 0 for c in (await fleet.status())["containers"])
 
 
-async def _assert_generation_stopped(fleet: RouterFleet, cancelled_before: int) -> None:
-    backend = fleet.backends["q"]
+async def _assert_generation_stopped(fleet: RouterFleet, cancelled_before: int, container: str = "q") -> None:
+    backend = fleet.backends[container]
     assert await eventually(lambda: _settled(backend, cancelled_before)), await backend.stats()
     assert await eventually(lambda: _router_idle(fleet)), await fleet.status()
 
@@ -106,3 +107,23 @@ async def test_concurrent_streams_spread_over_the_models_containers(fleet: Route
             await first.read()
             await second.read()
     assert containers == {"a", "b"}  # the second went to the container with fewer in flight
+
+
+async def test_client_leaving_the_routers_queue_never_reaches_the_container(fleet: RouterFleet) -> None:
+    embedder = fleet.backends["e"]  # num_parallel 1: a second request queues in the router
+    await embedder.add_fault("hang")
+    before = await embedder.stats()
+    body = orjson.dumps({"model": "text-embedding-3-small", "input": "hi"})
+
+    async def give_up_after(seconds: float) -> None:
+        with pytest.raises(TimeoutError):
+            async with fleet.session.post(fleet.url + "/api/embed", data=body, timeout=aiohttp.ClientTimeout(total=seconds)):
+                pass
+
+    holder = asyncio.create_task(give_up_after(1.0))
+    await asyncio.sleep(0.2)
+    await give_up_after(0.3)  # queued behind the hanging one, then gone
+    assert [c["queued"] for c in (await fleet.status())["containers"] if c["name"] == "e"] == [0]
+    await holder
+    await _assert_generation_stopped(fleet, before["cancelled"], "e")
+    assert (await embedder.stats())["requests"] == before["requests"] + 1
