@@ -263,3 +263,23 @@ async def test_a_busy_container_is_not_taken_out_but_a_failing_one_is(kind: str,
         reply = await chat(fleet)
         assert reply.status == 200 and reply.container != failing
         assert (await container_status(fleet, failing))["state"] == state
+
+
+async def test_waiting_past_queue_timeout_is_429_with_retry_after() -> None:
+    async with router_fleet(
+        QUEUE_OF_ONE,
+        emulator={"tokens_per_second": 10, "response_tokens": 10},
+        settings={**FAST, "max_queue": 4, "queue_timeout": 0.3},
+    ) as fleet:
+        state = fleet.services.fleet.containers["a"]
+        running = asyncio.create_task(chat(fleet))
+
+        async def one_in_flight() -> bool:
+            return state.in_flight == 1
+
+        await wait_until(one_in_flight)
+        waited = await chat(fleet, "ollama")
+        assert waited.status == 429 and int(waited.headers["Retry-After"]) >= 1
+        assert isinstance(waited.json()["error"], str)
+        assert not state.waiters  # it left the queue
+        assert (await running).status == 200
