@@ -103,12 +103,18 @@ class Engine:
 
     async def start(self, job: Job) -> None:
         """Schedule, take a slot, evaluate the prompt: the first token is next."""
-        await self.preflight(job.fault)
-        job.runner = await self.scheduler.acquire(job.info, job.keep_alive, job.options)
-        job.loaded_ns = time.monotonic_ns()
-        await job.runner.slots.acquire()
-        job.has_slot = True
         fault = job.fault
+        if fault is not None:
+            await self.preflight(fault)
+        # Await-free when the model is loaded and a slot is free (the hot path).
+        runner = self.scheduler.try_acquire(job.info, job.keep_alive, job.options)
+        if runner is None:
+            runner = await self.scheduler.acquire(job.info, job.keep_alive, job.options)
+        job.runner = runner
+        job.loaded_ns = time.monotonic_ns()
+        if not runner.slots.try_acquire():
+            await runner.slots.acquire()
+        job.has_slot = True
         if fault is not None and fault.kind == "slow" and fault.delay > 0:
             await asyncio.sleep(fault.delay)
         slot_ns = time.monotonic_ns()

@@ -155,7 +155,7 @@ class OpenAIApi:
             )
             tokens, reason = plan_answer(self.emulator, info, prompt_key, options, _limit(body))
             job = Job(info, None, prompt_token_count(texts, messages=len(texts)), tokens, reason, fault)
-            chat_id = f"chatcmpl-{random.randrange(999)}"
+            chat_id = f"chatcmpl-{int(random.random() * 999)}"
             if body.get("stream") is not True:
                 text = await self.engine.complete(job)
                 return openai_json({
@@ -262,7 +262,7 @@ class OpenAIApi:
             prompt = body.get("prompt") or ""
             streaming = body.get("stream") is True
             include_usage = streaming and _include_usage(body)
-            completion_id = f"cmpl-{random.randrange(999)}"
+            completion_id = f"cmpl-{int(random.random() * 999)}"
 
             def chunk(choices: list[dict[str, Any]], usage: dict[str, int] | None) -> dict[str, Any]:
                 event: dict[str, Any] = {

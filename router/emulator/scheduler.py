@@ -112,15 +112,24 @@ class Scheduler:
     def shape(self, options: dict[str, Any] | None) -> Shape:
         return runner_shape(options, self.config.context_length)
 
+    def try_acquire(
+        self, info: ModelInfo, keep_alive: float | None, options: dict[str, Any] | None = None
+    ) -> Runner | None:
+        """The await-free fast path: a loaded runner that fits, with this request counted in it."""
+        runner = self.runners.get(info.key)
+        if runner is not None and not runner.unloading and runner.shape == self.shape(options):
+            self._enter(runner, keep_alive)
+            return runner
+        return None
+
     async def acquire(
         self, info: ModelInfo, keep_alive: float | None, options: dict[str, Any] | None = None
     ) -> Runner:
         """A runner for `info` with this request counted in it (not yet a slot)."""
-        shape = self.shape(options)
-        runner = self.runners.get(info.key)
-        if runner is not None and not runner.unloading and runner.shape == shape:
-            self._enter(runner, keep_alive)
+        runner = self.try_acquire(info, keep_alive, options)
+        if runner is not None:
             return runner
+        shape = self.shape(options)
         if self.pending >= self.config.max_queue:
             raise busy()
         self.pending += 1
@@ -148,9 +157,16 @@ class Scheduler:
             runner.idle_deadline = time.time() + FOREVER_SECONDS
             return
         runner.idle_deadline = time.time() + runner.keep_alive
-        runner._timer = asyncio.get_running_loop().call_later(
-            runner.keep_alive, self._expire, runner
-        )
+        # One lazy timer per runner instead of arming/cancelling one per request
+        # (hot path): a timer that fires early just re-arms for the new deadline.
+        loop = asyncio.get_running_loop()
+        due = loop.time() + runner.keep_alive
+        timer = runner._timer
+        if timer is not None and timer.when() > due:
+            timer.cancel()  # the keep-alive got shorter: the pending one is too late
+            timer = None
+        if timer is None:
+            runner._timer = loop.call_at(due, self._expire, runner)
 
     def request_unload(self, info: ModelInfo) -> None:
         """The empty-prompt keep_alive 0 request (4.4): unload now or when idle."""
@@ -175,9 +191,6 @@ class Scheduler:
     def _enter(self, runner: Runner, keep_alive: float | None) -> None:
         runner.in_flight += 1
         runner._idle.clear()
-        if runner._timer is not None:
-            runner._timer.cancel()
-            runner._timer = None
         if keep_alive is not None:  # sticky: only an explicit value changes it
             runner.keep_alive = keep_alive
 
@@ -223,8 +236,15 @@ class Scheduler:
 
     def _expire(self, runner: Runner) -> None:
         runner._timer = None
-        if runner.in_flight == 0 and self.runners.get(runner.info.key) is runner:
-            self._unload(runner)
+        if runner.in_flight or self.runners.get(runner.info.key) is not runner:
+            return  # busy: its release arms the timer again
+        if math.isinf(runner.keep_alive) or runner.idle_deadline is None:
+            return
+        remaining = runner.idle_deadline - time.time()
+        if remaining > 0.001:
+            runner._timer = asyncio.get_running_loop().call_later(remaining, self._expire, runner)
+            return
+        self._unload(runner)
 
     def _unload(self, runner: Runner) -> None:
         if runner._timer is not None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from router.catalog.names import InvalidModelName, ModelName, parse_model_name
 
@@ -30,14 +30,13 @@ class ModelInfo:
     embedding: bool
     modified_at: float  # Unix seconds
     context_length: int
+    # computed once: both are read several times per request on the hot path
+    key: str = field(init=False)
+    display: str = field(init=False)
 
-    @property
-    def key(self) -> str:
-        return self.name.key
-
-    @property
-    def display(self) -> str:
-        return self.name.display
+    def __post_init__(self) -> None:
+        self.key = self.name.key
+        self.display = self.name.display
 
     @property
     def digest(self) -> str:

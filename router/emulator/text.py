@@ -34,9 +34,18 @@ def _seed(*parts: object) -> int:
     return int.from_bytes(digest, "little")
 
 
+@lru_cache(maxsize=4096)
+def _count(text: str) -> int:
+    return len(_TOKEN_RE.findall(text))
+
+
 def count_tokens(text: str) -> int:
-    """Roughly one token per word or punctuation mark."""
-    return len(_TOKEN_RE.findall(text)) if text else 0
+    """Roughly one token per word or punctuation mark (cached: prompts repeat)."""
+    if not text:
+        return 0
+    if len(text) > 4096:  # too big to be worth caching
+        return len(_TOKEN_RE.findall(text))
+    return _count(text)
 
 
 def prompt_token_count(texts: list[str], *, messages: int = 0) -> int:
