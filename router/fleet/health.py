@@ -96,9 +96,10 @@ class HealthMonitor:
                 if root != wire.OLLAMA_RUNNING:
                     raise ProbeFailed(f"GET {base}/ did not answer 'Ollama is running'")
                 version = orjson.loads(await _get(state.session, f"{base}/api/version")).get("version")
-                ps = orjson.loads(await _get(state.session, f"{base}/api/ps"))
-                tags = orjson.loads(await _get(state.session, f"{base}/api/tags"))
-        except (aiohttp.ClientError, OSError, TimeoutError, ProbeFailed, orjson.JSONDecodeError, AttributeError) as exc:
+                loaded = loaded_models(orjson.loads(await _get(state.session, f"{base}/api/ps")))
+                tags = list(orjson.loads(await _get(state.session, f"{base}/api/tags")).get("models") or [])
+        # A malformed answer is a failed probe, not the end of this container's health task.
+        except (aiohttp.ClientError, OSError, TimeoutError, ProbeFailed, ValueError, TypeError, AttributeError) as exc:
             reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             state.last_probe = time.time()
             state.consecutive_failures += 1
@@ -108,8 +109,8 @@ class HealthMonitor:
             return False
         state.last_probe = time.time()
         state.version = version if isinstance(version, str) else None
-        state.loaded = loaded_models(ps)
-        state.tags = list(tags.get("models") or [])
+        state.loaded = loaded
+        state.tags = tags
         if state.generation_failed is not None:  # it answers probes but not generations
             state.mark_down(state.generation_failed)
             return False

@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import textwrap
 
+import aiohttp
+from aiohttp import web
+
+from router.catalog import parse_catalog
+from router.fleet.health import HealthMonitor
+from router.fleet.state import Fleet
 from tests.fleet.support import MODEL, TWO_CONTAINERS, chat, container_status, ps_models, wait_until
 from tests.harness import RouterFleet, router_fleet
 
@@ -93,3 +100,60 @@ async def test_deep_check_keeps_out_a_container_whose_generation_hangs_until_it_
         assert reply.status == 200 and reply.container == "b" and reply.elapsed < ttft
         await fleet.backends["a"].clear_faults()
         await wait_until(reports(fleet, "a", "up"), timeout=5)
+
+
+async def test_a_malformed_answer_is_a_failed_probe_and_the_health_task_keeps_running() -> None:
+    answers = {"ps": b"[]"}  # a list where Ollama sends an object
+
+    async def root(request: web.Request) -> web.Response:
+        return web.Response(text="Ollama is running")
+
+    async def version(request: web.Request) -> web.Response:
+        return web.json_response({"version": "0.12.6"})
+
+    async def ps(request: web.Request) -> web.Response:
+        return web.Response(body=answers["ps"], content_type="application/json")
+
+    async def tags(request: web.Request) -> web.Response:
+        return web.json_response({"models": []})
+
+    app = web.Application()
+    app.router.add_get("/", root)
+    app.router.add_get("/api/version", version)
+    app.router.add_get("/api/ps", ps)
+    app.router.add_get("/api/tags", tags)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    catalog = parse_catalog(
+        textwrap.dedent(f"""
+        version: 1
+        containers:
+          a: {{url: "http://127.0.0.1:{port}"}}
+        models:
+          llama3.2:3b: {{containers: [a]}}
+        """),
+        "unit.yaml",
+    ).catalog
+    fleet = Fleet.from_catalog(catalog, max_queue=1, failure_threshold=3)
+    state = fleet.containers["a"]
+    health = HealthMonitor(fleet, interval=0.05, probe_timeout=1.0)
+    async with aiohttp.ClientSession() as session:
+        state.session = session
+        try:
+            health.start()
+            await asyncio.sleep(0.3)
+            assert state.state == "down" and "AttributeError" in (state.last_error or "")
+            assert health.running
+            answers["ps"] = b'{"models":[{"model":"llama3.2:3b","expires_at":"2318-01-01T00:00:00Z"}]}'
+
+            async def up() -> bool:
+                return state.state == "up"
+
+            await wait_until(up, timeout=3)
+            assert list(state.loaded) and state.version == "0.12.6"
+        finally:
+            await health.stop()
+            await runner.cleanup()
