@@ -34,12 +34,23 @@ class IsoTimeStamper:
         return event_dict
 
 
-def configure_logging(fmt: str = "json", level: str = "info") -> None:
+def _add_worker(worker: int) -> structlog.types.Processor:
+    def add(logger: Any, method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+        event_dict["worker"] = worker
+        return event_dict
+
+    return add
+
+
+def configure_logging(fmt: str = "json", level: str = "info", *, worker: int | None = None) -> None:
+    """`worker`: the `serve --workers` index, added to every line (which process answered)."""
     level_no = logging.getLevelName(level.upper()) if isinstance(logging.getLevelName(level.upper()), int) else logging.INFO
     processors: list[structlog.types.Processor] = [
         structlog.processors.add_log_level,
         IsoTimeStamper(),
     ]
+    if worker is not None:
+        processors.insert(0, _add_worker(worker))
     if fmt == "console":
         processors.append(structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty()))
         factory = structlog.PrintLoggerFactory(sys.stderr)
