@@ -127,13 +127,16 @@ class HealthMonitor:
 
     async def _watch(self, state: ContainerState) -> None:
         while True:
+            state.wakeup.clear()  # before probing: a failure reported meanwhile wakes the next round
             if state.state == DOWN:
                 await self._until_up(state)
             else:
                 await self.probe(state)
             if state.state == UP:
-                await self._notify(state)
-            state.wakeup.clear()
+                try:
+                    await self._notify(state)
+                except Exception:  # a listener's bug must not end this container's probing
+                    log.exception("probe_listener_failed", container=state.name)
             try:
                 async with asyncio.timeout(self.interval):
                     await state.wakeup.wait()
