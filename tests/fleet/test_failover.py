@@ -283,3 +283,28 @@ async def test_waiting_past_queue_timeout_is_429_with_retry_after() -> None:
         assert isinstance(waited.json()["error"], str)
         assert not state.waiters  # it left the queue
         assert (await running).status == 200
+
+
+@pytest.mark.parametrize("api", ["openai", "ollama"])
+async def test_a_container_killed_mid_stream_ends_the_stream_with_an_error_and_no_retry(api: str) -> None:
+    async with router_fleet(
+        TWO_CONTAINERS,
+        emulator={"tokens_per_second": 10, "response_tokens": 20},
+        subprocess_containers={"a"},
+        settings=FAST,
+    ) as fleet:
+        await fleet.wait_warm()
+        assert first_choice(fleet) == "a"
+        sibling_before = (await fleet.backends["b"].stats())["requests"]
+        path, body = chat_body(api, stream=True)
+        async with fleet.session.post(fleet.url + path, json=body) as response:
+            assert response.status == 200 and response.headers["X-Router-Container"] == "a"
+            first = await response.content.readline()
+            assert first.strip()
+            fleet.backends["a"].kill()
+            rest = await asyncio.wait_for(response.content.read(), 5)  # ends, does not hang
+        last = [line for line in rest.split(b"\n") if line.strip()][-1]
+        assert b'"error"' in last
+        assert b"[DONE]" not in rest and b'"done":true' not in rest
+        assert (await fleet.backends["b"].stats())["requests"] == sibling_before  # no retry
+        assert (await fleet.status())["counters"]["stream_failures"] == 1
