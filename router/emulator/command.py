@@ -38,6 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--no-pull", dest="allow_pull", action="store_false", help="pulls fail like an unknown manifest")
     add("--response-tokens", type=int, default=24, metavar="N", help="tokens per answer (default 24)")
     add("--pull-time", type=float, default=1.0, metavar="SECONDS", help="simulated download time (default 1)")
+    add("--origin", dest="origins", action="append", default=None, metavar="ORIGIN",
+        help="extra allowed CORS origin, repeatable (OLLAMA_ORIGINS, comma-separated)")
     add("--no-host-check", dest="check_host", action="store_false",
         help="accept any Host header even on a loopback bind")
 
@@ -66,6 +68,7 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         context_length=context if context > 0 else 4096,
         pull_time=args.pull_time,
         check_host=args.check_host,
+        origins=args.origins if args.origins is not None else (env("OLLAMA_ORIGINS") or "").split(","),
     )
 
 

@@ -12,7 +12,7 @@ from aiohttp import web
 from router.catalog.durations import InvalidDuration, parse_keep_alive
 from router.catalog.names import InvalidModelName, display_name
 from router.emulator.errors import ApiError
-from router.emulator.hosts import HostCheck
+from router.emulator.gate import Gate
 from router.emulator.state import Emulator
 from router.emulator.store import ModelInfo, ModelStore
 from router.emulator.text import answer_tokens, apply_stop
@@ -30,29 +30,29 @@ THINK_LEVELS = ("high", "medium", "low", "max")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def guarded(handler: Handler, hosts: HostCheck | None) -> Handler:
-    """The Host-header check of 8.1 as a handler wrapper (cheaper than a middleware)."""
-    if hosts is None:
-        return handler
+def guarded(handler: Handler, gate: Gate) -> Handler:
+    """CORS and the Host check (8.1, 8.2) as a handler wrapper (cheaper than a middleware)."""
 
     @functools.wraps(handler)
     async def wrapper(request: web.Request) -> web.StreamResponse:
-        if not hosts.allowed(request.headers.get("Host", "")):
-            return web.Response(status=403)
+        early = gate.check(request)
+        if early is not None:
+            return early
         return await handler(request)
 
     return wrapper
 
 
-def counted(emulator: Emulator, handler: Handler, hosts: HostCheck | None) -> Handler:
+def counted(emulator: Emulator, handler: Handler, gate: Gate) -> Handler:
     """Wrap a model endpoint so /_emulator/stats sees it (see stats.py for the rules),
-    with the Host check folded in to keep one wrapper on the hot path."""
+    with the gate folded in to keep one wrapper on the hot path."""
     stats = emulator.stats
 
     @functools.wraps(handler)
     async def wrapper(request: web.Request) -> web.StreamResponse:
-        if hosts is not None and not hosts.allowed(request.headers.get("Host", "")):
-            return web.Response(status=403)
+        early = gate.check(request)
+        if early is not None:
+            return early
         stats.requests += 1
         stats.in_flight += 1
         try:

@@ -47,6 +47,7 @@ class EmulatorConfig:
     pull_time: float = 1.0  # seconds of simulated download for a model not yet installed
     # DNS-rebinding protection of 8.1; only active when bound to loopback.
     check_host: bool = True
+    origins: list[str] = field(default_factory=list)  # OLLAMA_ORIGINS, besides the built-in ones
 
     @property
     def default_keep_alive(self) -> float:

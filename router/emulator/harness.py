@@ -57,6 +57,8 @@ def config_argv(config: EmulatorConfig) -> list[str]:
         argv.append("--no-pull")
     if not config.check_host:
         argv.append("--no-host-check")
+    for origin in config.origins:
+        argv += ["--origin", origin]
     return argv
 
 

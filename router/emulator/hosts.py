@@ -38,6 +38,15 @@ class HostCheck:
                 self._cache[header] = verdict
         return verdict
 
+    @staticmethod
+    def is_hostname(header: str) -> bool:
+        """A name rather than an IP address (upstream answers OPTIONS for those at once)."""
+        try:
+            ipaddress.ip_address(_strip_port(header.strip()))
+        except ValueError:
+            return True
+        return False
+
     def _decide(self, host: str) -> bool:
         if host in ("", "localhost", self._hostname):
             return True

@@ -22,6 +22,8 @@ from router.emulator.admin import AdminApi
 from router.emulator.catalog_api import CatalogApi
 from router.emulator.common import counted, guarded
 from router.emulator.config import EmulatorConfig
+from router.emulator.cors import Cors
+from router.emulator.gate import Gate
 from router.emulator.hosts import HostCheck, is_loopback_bind
 from router.emulator.native import NativeApi
 from router.emulator.openai_api import OpenAIApi
@@ -40,7 +42,7 @@ def _not_found(request: web.Request) -> web.Response:
     return web.Response(status=404, body=NOT_FOUND, headers={"Content-Type": TEXT})
 
 
-def _routes(emulator: Emulator, hosts: HostCheck | None) -> dict[str, dict[str, Handler]]:
+def _routes(emulator: Emulator, gate: Gate) -> dict[str, dict[str, Handler]]:
     """path -> method -> handler; HEAD is only where upstream registers it."""
     catalog = CatalogApi(emulator)
     native = NativeApi(emulator)
@@ -48,10 +50,10 @@ def _routes(emulator: Emulator, hosts: HostCheck | None) -> dict[str, dict[str, 
     admin = AdminApi(emulator)
 
     def model(handler: Handler) -> Handler:
-        return counted(emulator, handler, hosts)  # the Host check is folded in
+        return counted(emulator, handler, gate)  # the gate is folded in
 
     def plain(handler: Handler) -> Handler:
-        return guarded(handler, hosts)
+        return guarded(handler, gate)
 
     return {
         "/": {"GET": plain(catalog.root), "HEAD": plain(catalog.root)},
@@ -108,23 +110,26 @@ def create_app(config: EmulatorConfig) -> web.Application:
     """
     emulator = Emulator.build(config)
     hosts = HostCheck() if config.check_host and is_loopback_bind(config.host) else None
+    cors = Cors(config.origins)
+    gate = Gate(cors, hosts)
     app = web.Application(
         handler_args={"handler_cancellation": True, "access_log": None},
         client_max_size=64 * 1024 * 1024,
     )
     app[EMULATOR_KEY] = emulator
-    routes = _routes(emulator, hosts)
+    routes = _routes(emulator, gate)
     for path, methods in routes.items():
         resource = app.router.add_resource(path)
         for method, handler in methods.items():
             resource.add_route(method, handler)
-        resource.add_route("*", guarded(_method_not_allowed(list(methods)), hosts))
-    app.router.add_route("*", "/{tail:.*}", guarded(_fallback(set(routes)), hosts))
+        resource.add_route("*", guarded(_method_not_allowed(list(methods)), gate))
+    app.router.add_route("*", "/{tail:.*}", guarded(_fallback(set(routes)), gate))
 
     async def shutdown(app: web.Application) -> None:
         await emulator.scheduler.close()
 
     app.on_cleanup.append(shutdown)
+    app.on_response_prepare.append(cors.on_prepare)
     return app
 
 

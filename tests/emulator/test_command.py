@@ -46,7 +46,9 @@ def test_env_variables_fill_absent_flags(monkeypatch):
     monkeypatch.setenv("OLLAMA_MAX_QUEUE", '"7"')
     monkeypatch.setenv("OLLAMA_MAX_LOADED_MODELS", "0")
     monkeypatch.setenv("OLLAMA_KEEP_ALIVE", "3600")
+    monkeypatch.setenv("OLLAMA_ORIGINS", "https://a.example,chrome-extension://*")
     config = parse(["--model", "llama3.2"])
+    assert config.origins == ["https://a.example", "chrome-extension://*"]
     assert (config.host, config.port, config.num_parallel, config.max_queue) == ("127.0.0.3", 12000, 4, 7)
     assert config.max_loaded_models == 3 and config.default_keep_alive == 3600
 
