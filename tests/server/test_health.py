@@ -39,4 +39,6 @@ async def test_not_ready_while_a_model_has_no_reachable_container() -> None:
         assert served.status == 200
         await q.restart()
         assert await eventually(lambda: _is(fleet, 200), timeout=10), "readyz never saw the container back"
+        back = await http(fleet, "POST", "/api/chat", json={"model": "gpt-4o", "messages": MESSAGES, "stream": False})
+        assert back.status == 200 and back.headers["X-Router-Container"] == "q"
 
