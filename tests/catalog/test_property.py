@@ -56,6 +56,7 @@ def _get(data: Any, path: Path_) -> Any:
 
 
 WORDS = _known_words()
+SEED_DATA = [yaml.safe_load(seed) for seed in SEEDS]
 SCALARS = st.one_of(
     st.none(),
     st.booleans(),
@@ -97,7 +98,7 @@ def _typo(key: str, draw: st.DrawFn) -> str:
 @st.composite
 def structural_mutants(draw: st.DrawFn) -> str:
     """A seed catalog, parsed, with a few keys deleted, renamed or values replaced, dumped again."""
-    data = yaml.safe_load(draw(st.sampled_from(SEEDS)))
+    data = copy.deepcopy(draw(st.sampled_from(SEED_DATA)))
     for _ in range(draw(st.integers(1, 4))):
         paths = list(_nodes(data))
         if not paths:
