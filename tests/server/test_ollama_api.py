@@ -107,3 +107,11 @@ async def test_root_says_ollama_is_running(fleet: RouterFleet, method: str) -> N
     assert reply.status == 200
     assert reply.headers["Content-Type"] == "text/plain; charset=utf-8"
     assert reply.body == (b"Ollama is running" if method == "GET" else b"")
+
+
+@pytest.mark.parametrize("path", ["/api/version", "/api/tags"])
+async def test_head_answers_like_get_without_a_body(fleet: RouterFleet, path: str) -> None:
+    get, head = await http(fleet, "GET", path), await http(fleet, "HEAD", path)
+    assert head.status == get.status == 200
+    assert head.headers["Content-Type"] == get.headers["Content-Type"]
+    assert head.body == b""
