@@ -12,6 +12,7 @@ from aiohttp import web
 from router.access.auth import announce, auth_middleware
 from router.access.keys import KeyStore
 from router.access.limits import limits_middleware
+from router.access.redact import redact_server_logs
 from router.server.context import Services
 from router.server.metrics import METRICS_KEY, RouterMetrics
 from router.server.runner import RUNNER_OPTIONS
@@ -22,6 +23,7 @@ LINGER = 2.0
 def install(app: web.Application, svc: Services) -> None:
     """Raises KeysFileError when the configured keys file cannot be used."""
     settings = svc.settings
+    redact_server_logs()
     store = KeyStore.load(settings.api_keys_file, svc.catalog) if settings.api_keys_file else None
     metrics = RouterMetrics(svc.catalog, svc.fleet, cold_load_threshold=settings.cold_load_threshold)
     svc.extras[METRICS_KEY] = metrics
