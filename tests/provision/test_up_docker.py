@@ -221,7 +221,7 @@ def test_a_container_that_is_not_ours_is_never_touched_even_with_our_name(
         assert code == 1
         assert f"a container named {catalog.docker_name('taken')} exists and is not this catalog's" in output
         stranger.reload()
-        assert stranger.status == "created" and not stranger.labels
+        assert stranger.status == "created" and LABEL_PROJECT not in stranger.labels
         assert container(docker_client, catalog, "free").status == "running"
     finally:
         stranger.remove(force=True)
