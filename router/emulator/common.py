@@ -15,7 +15,7 @@ from router.emulator.errors import ApiError
 from router.emulator.gate import Gate
 from router.emulator.state import Emulator
 from router.emulator.store import ModelInfo, ModelStore
-from router.emulator.text import answer_tokens, apply_stop
+from router.emulator.text import answer_tokens, apply_stop, thinking_tokens
 
 _FLOAT_OPTIONS = frozenset(
     "temperature top_p min_p typical_p repeat_penalty presence_penalty frequency_penalty".split()
@@ -145,14 +145,36 @@ def num_predict(options: dict[str, Any]) -> int | None:
     return None
 
 
+def thinks(info: ModelInfo, think: object) -> bool:
+    """Thinking-capable models think unless told not to (think false / effort none)."""
+    return info.thinking and think is not False
+
+
 def plan_answer(
-    emulator: Emulator, info: ModelInfo, prompt_key: str, options: dict[str, Any], limit: int | None
-) -> tuple[tuple[str, ...], str]:
-    """The answer tokens and done_reason: seeded text, cut by stop sequences, then num_predict."""
-    tokens = answer_tokens(info.key, prompt_key, options.get("seed"), emulator.config.response_tokens)
+    emulator: Emulator,
+    info: ModelInfo,
+    prompt_key: str,
+    options: dict[str, Any],
+    limit: int | None,
+    *,
+    think: bool = False,
+    answer: bool = True,
+) -> tuple[tuple[str, ...], int, str]:
+    """(tokens, how many of them are reasoning, done_reason).
+
+    Seeded reasoning first (half an answer's length) when `think`, then the
+    seeded answer cut at stop sequences (none when `answer` is False: a tool
+    call replaces it); num_predict caps the whole.
+    """
+    seed = options.get("seed")
+    count = emulator.config.response_tokens
+    reasoning = thinking_tokens(info.key, prompt_key, seed, max(1, count // 2)) if think else ()
+    tokens = answer_tokens(info.key, prompt_key, seed, count) if answer else ()
     stops = options.get("stop")
     if stops:
         tokens = apply_stop(tokens, stops)
+    if reasoning:
+        tokens = reasoning + tokens
     if limit is not None and limit < len(tokens):
-        return tokens[:limit], "length"
-    return tokens, "stop"
+        return tokens[:limit], min(len(reasoning), limit), "length"
+    return tokens, len(reasoning), "stop"

@@ -54,6 +54,8 @@ class Job:
     done_reason: str  # "stop" or "length"
     fault: Fault | None
     options: dict[str, Any] | None = None  # native options (load-time ones pick the runner)
+    thinking: int = 0  # the first `thinking` tokens are reasoning, the rest the answer
+    tool_calls: list[dict[str, Any]] | None = None  # native tool calls sent after the tokens
     start_ns: int = field(default_factory=time.monotonic_ns)
     metrics: Metrics = field(default_factory=Metrics)
     # set while running
@@ -61,6 +63,13 @@ class Job:
     has_slot: bool = False
     loaded_ns: int = 0
     eval_start_ns: int = 0
+
+
+    def thinking_text(self) -> str:
+        return "".join(self.tokens[: self.thinking])
+
+    def content_text(self) -> str:
+        return "".join(self.tokens[self.thinking :])
 
 
 class Engine:
@@ -153,8 +162,9 @@ class Engine:
 
     # -- the two ways to run a job ------------------------------------------------
 
-    async def complete(self, job: Job) -> str:
-        """Non-streamed: the whole answer at once (a cut fails the request, 500)."""
+    async def complete(self, job: Job) -> None:
+        """Non-streamed: the whole answer at once (a cut fails the request, 500);
+        read it from job.thinking_text() / job.content_text() afterwards."""
         try:
             await self.start(job)
             cut = self._cut_point(job)
@@ -165,7 +175,6 @@ class Engine:
                 assert job.fault is not None
                 raise ApiError(job.fault.status, job.fault.message, runner=True)
             self.finish(job, emitted)
-            return "".join(job.tokens)
         finally:
             self.release(job)
 

@@ -15,6 +15,7 @@ from router.emulator.common import (
     num_predict,
     plan_answer,
     resolve,
+    thinks,
 )
 from router.emulator.config import NEW_CHAT_NOT_FOUND_SINCE
 from router.emulator.decode import BOOL, INT, OBJECT, STRING, go_kind, read_json
@@ -25,6 +26,7 @@ from router.emulator.state import Emulator
 from router.emulator.streaming import Framing, stream_job
 from router.emulator.text import context_ids, count_tokens, prompt_token_count, raw_vector, unit_vector
 from router.emulator.times import created_at
+from router.emulator.tools import plan_tool_calls
 from router.wire import NDJSON
 
 GENERATE_TYPES = {
@@ -36,6 +38,16 @@ CHAT_TYPES = {"model": STRING, "messages": (((list,), "[]api.Message")), "stream
 EMBED_TYPES = {"model": STRING, "truncate": BOOL, "dimensions": INT, "options": OBJECT}
 EMBEDDINGS_TYPES = {"model": STRING, "prompt": STRING, "options": OBJECT}
 ASSISTANT_EMPTY = {"role": "assistant", "content": ""}
+
+
+def assistant_message(content: str, thinking: str, tool_calls: list[dict[str, Any]] | None) -> dict[str, Any]:
+    """Message keys in Go order, empty ones omitted except role and content (1.7, 5.2)."""
+    message: dict[str, Any] = {"role": "assistant", "content": content}
+    if thinking:
+        message["thinking"] = thinking
+    if tool_calls:
+        message["tool_calls"] = tool_calls
+    return message
 
 
 def chat_prompt(messages: list[Any]) -> tuple[str, int]:
@@ -96,37 +108,47 @@ class NativeApi:
                 return await self._load_or_unload(model, info, keep_alive, body, fault, chat=False)
             options = check_options(body.get("options"))
             system = body.get("system") or ""
-            tokens, reason = plan_answer(
-                self.emulator, info, f"{system}\x1e{prompt}", options, num_predict(options)
+            tokens, thinking, reason = plan_answer(
+                self.emulator, info, f"{system}\x1e{prompt}", options, num_predict(options),
+                think=thinks(info, body.get("think")),
             )
-            job = Job(info, keep_alive, prompt_token_count([system, prompt]), tokens, reason, fault, options)
+            job = Job(info, keep_alive, prompt_token_count([system, prompt]), tokens, reason, fault, options, thinking)
             with_context = not body.get("raw")
             if not streaming:
-                text = await self.engine.complete(job)
-                return native_json(self._generate_final(model, job, text, prompt, with_context))
+                await self.engine.complete(job)
+                final = self._generate_final(model, job, job.content_text(), job.thinking_text(), prompt, with_context)
+                return native_json(final)
+
+            def line(response: str, thinking: str) -> bytes:
+                data: dict[str, Any] = {"model": model, "created_at": created_at(), "response": response}
+                if thinking:
+                    data["thinking"] = thinking
+                data["done"] = False
+                return ndjson_line(data)
+
             return await stream_job(
                 request, self.engine, job,
                 Framing(
                     NDJSON,
-                    token=lambda t: ndjson_line(
-                        {"model": model, "created_at": created_at(), "response": t, "done": False}
-                    ),
-                    end=lambda: ndjson_line(self._generate_final(model, job, "", prompt, with_context)),
+                    token=lambda t: line(t, ""),
+                    end=lambda: ndjson_line(self._generate_final(model, job, "", "", prompt, with_context)),
                     cut=lambda message: ndjson_line({"error": message}),
                     error=lambda exc: exc.native(streaming=True),
+                    thinking=lambda t: line("", t),
                 ),
             )
         except ApiError as exc:
             return exc.native(streaming=streaming)
 
-    def _generate_final(self, model: str, job: Job, text: str, prompt: str, with_context: bool) -> dict[str, Any]:
-        final: dict[str, Any] = {
-            "model": model,
-            "created_at": created_at(),
-            "response": text,
-            "done": True,
-            "done_reason": job.done_reason,
-        }
+    @staticmethod
+    def _generate_final(
+        model: str, job: Job, text: str, thinking: str, prompt: str, with_context: bool
+    ) -> dict[str, Any]:
+        final: dict[str, Any] = {"model": model, "created_at": created_at(), "response": text}
+        if thinking:
+            final["thinking"] = thinking
+        final["done"] = True
+        final["done_reason"] = job.done_reason
         if with_context:
             final["context"] = context_ids(prompt, job.tokens, job.metrics.prompt_eval_count)
         final.update(job.metrics.native())
@@ -157,35 +179,41 @@ class NativeApi:
                 return await self._load_or_unload(model, info, keep_alive, body, fault, chat=True)
             options = check_options(body.get("options"))
             prompt_key, prompt_tokens = chat_prompt(messages)
-            tokens, reason = plan_answer(self.emulator, info, prompt_key, options, num_predict(options))
-            job = Job(info, keep_alive, prompt_tokens, tokens, reason, fault, options)
+            tool_calls = plan_tool_calls(body.get("tools"), messages)
+            tokens, thinking, reason = plan_answer(
+                self.emulator, info, prompt_key, options, num_predict(options),
+                think=thinks(info, body.get("think")), answer=tool_calls is None,
+            )
+            job = Job(info, keep_alive, prompt_tokens, tokens, reason, fault, options, thinking, tool_calls)
             if not streaming:
-                text = await self.engine.complete(job)
-                return native_json(self._chat_final(model, job, text))
+                await self.engine.complete(job)
+                message = assistant_message(job.content_text(), job.thinking_text(), job.tool_calls)
+                return native_json(self._chat_final(model, job, message))
+
+            def line(message: dict[str, Any]) -> bytes:
+                return ndjson_line({"model": model, "created_at": created_at(), "message": message, "done": False})
+
             return await stream_job(
                 request, self.engine, job,
                 Framing(
                     NDJSON,
-                    token=lambda t: ndjson_line({
-                        "model": model,
-                        "created_at": created_at(),
-                        "message": {"role": "assistant", "content": t},
-                        "done": False,
-                    }),
-                    end=lambda: ndjson_line(self._chat_final(model, job, "")),
+                    token=lambda t: line({"role": "assistant", "content": t}),
+                    end=lambda: ndjson_line(self._chat_final(model, job, ASSISTANT_EMPTY)),
                     cut=lambda message: ndjson_line({"error": message}),
                     error=lambda exc: exc.native(streaming=True),
+                    thinking=lambda t: line({"role": "assistant", "content": "", "thinking": t}),
+                    tools=lambda calls: line({"role": "assistant", "content": "", "tool_calls": calls}),
                 ),
             )
         except ApiError as exc:
             return exc.native(streaming=streaming)
 
     @staticmethod
-    def _chat_final(model: str, job: Job, text: str) -> dict[str, Any]:
+    def _chat_final(model: str, job: Job, message: dict[str, Any]) -> dict[str, Any]:
         final: dict[str, Any] = {
             "model": model,
             "created_at": created_at(),
-            "message": {"role": "assistant", "content": text},
+            "message": message,
             "done": True,
             "done_reason": job.done_reason,
         }

@@ -14,7 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from router.catalog.names import InvalidModelName, parse_model_name
-from router.emulator.common import check_think, note_model, plan_answer, resolve
+from router.emulator.common import check_think, note_model, plan_answer, resolve, thinks
 from router.emulator.config import NEW_CHAT_NOT_FOUND_SINCE
 from router.emulator.decode import BOOL, INT, OBJECT, STRING, go_type_name, read_json
 from router.emulator.engine import Job
@@ -24,6 +24,7 @@ from router.emulator.responses import SSE_DONE, openai_json, sse_event
 from router.emulator.state import Emulator
 from router.emulator.streaming import Framing, stream_job
 from router.emulator.text import prompt_token_count
+from router.emulator.tools import openai_tool_calls, plan_tool_calls
 from router.wire import SSE
 
 FINGERPRINT = "fp_ollama"
@@ -143,32 +144,39 @@ class OpenAIApi:
             effort = body.get("reasoning_effort")
             if effort is None and isinstance(body.get("reasoning"), dict):
                 effort = body["reasoning"].get("effort")
+            think: object = None
             if effort is not None:
                 if effort not in REASONING:
                     raise ApiError(
                         400, f'invalid reasoning value: "{effort}" (must be "none", "minimal", "low", "medium", "high", "max")'
                     )
-                check_think(info, model, REASONING[effort])
+                think = REASONING[effort]
+                check_think(info, model, think)
             fault = self.faults.for_request(info.key, "/v1/chat/completions")
             prompt_key = "\x1e".join(
                 f"{m.get('role', '')}\x1f{t}" for m, t in zip(messages, texts, strict=True)
             )
-            tokens, reason = plan_answer(self.emulator, info, prompt_key, options, _limit(body))
-            job = Job(info, None, prompt_token_count(texts, messages=len(texts)), tokens, reason, fault)
+            calls = plan_tool_calls(body.get("tools"), messages)
+            tokens, thinking, reason = plan_answer(
+                self.emulator, info, prompt_key, options, _limit(body), think=thinks(info, think), answer=calls is None
+            )
+            job = Job(info, None, prompt_token_count(texts, messages=len(texts)), tokens, reason, fault,
+                      None, thinking, calls)
             chat_id = f"chatcmpl-{int(random.random() * 999)}"
             if body.get("stream") is not True:
-                text = await self.engine.complete(job)
+                await self.engine.complete(job)
+                message: dict[str, Any] = {"role": "assistant", "content": job.content_text()}
+                if job.thinking:
+                    message["reasoning"] = job.thinking_text()
+                if calls:
+                    message["tool_calls"] = openai_tool_calls(calls)
                 return openai_json({
                     "id": chat_id,
                     "object": "chat.completion",
                     "created": int(time.time()),
                     "model": model,
                     "system_fingerprint": FINGERPRINT,
-                    "choices": [{
-                        "index": 0,
-                        "message": {"role": "assistant", "content": text},
-                        "finish_reason": job.done_reason,
-                    }],
+                    "choices": [{"index": 0, "message": message, "finish_reason": self._finish_reason(job)}],
                     "usage": self._usage(job),
                 })
             framing = (self._legacy_chat_framing if self.legacy else self._chat_framing)(
@@ -177,6 +185,13 @@ class OpenAIApi:
             return await stream_job(request, self.engine, job, framing)
         except ApiError as exc:
             return exc.openai()
+
+    def _finish_reason(self, job: Job) -> str:
+        """`stop` becomes `tool_calls` when the answer called tools; legacy servers
+        said `tool_calls` even for a truncated (`length`) one."""
+        if job.tool_calls and (job.done_reason == "stop" or self.legacy):
+            return "tool_calls"
+        return job.done_reason
 
     @staticmethod
     def _usage(job: Job) -> dict[str, int]:
@@ -199,39 +214,45 @@ class OpenAIApi:
                 event["usage"] = usage
             return sse_event(event)
 
-        def token(text: str) -> bytes:
+        def delta(**fields: Any) -> bytes:
+            """A content chunk; the very first one also names the role."""
             if state["first"]:
-                data = chunk({"role": "assistant", "content": text}, None)
+                data = chunk({"role": "assistant", **fields}, None)
                 state["first"] = False
                 return data
-            return chunk({"content": text}, None)
+            return chunk(fields, None)
 
         def end() -> bytes:
             out = b""
             if state["first"]:
-                out += token("")
-            out += chunk({}, job.done_reason)
+                out += delta(content="")
+            out += chunk({}, self._finish_reason(job))
             if include_usage:
                 out += chunk(None, None, self._usage(job))
             return out + SSE_DONE
 
-        def cut(message: str) -> bytes:
-            return token("")
-
-        return Framing(SSE, token, end, cut, ApiError.openai)
+        return Framing(
+            SSE,
+            token=lambda text: delta(content=text),
+            end=end,
+            cut=lambda message: delta(content=""),
+            error=ApiError.openai,
+            thinking=lambda text: delta(content="", reasoning=text),
+            tools=lambda calls: delta(content="", tool_calls=openai_tool_calls(calls)),
+        )
 
     def _legacy_chat_framing(self, chat_id: str, model: str, job: Job, include_usage: bool) -> Framing:
         """Legacy dialect (< 0.32.6): role+content in every delta, finish on the last chunk."""
 
-        def event(content: str, finish: str | None) -> dict[str, Any]:
+        def event(finish: str | None, **fields: Any) -> dict[str, Any]:
             return {
                 "id": chat_id, "object": "chat.completion.chunk", "created": int(time.time()),
                 "model": model, "system_fingerprint": FINGERPRINT,
-                "choices": [{"index": 0, "delta": {"role": "assistant", "content": content}, "finish_reason": finish}],
+                "choices": [{"index": 0, "delta": {"role": "assistant", **fields}, "finish_reason": finish}],
             }
 
         def end() -> bytes:
-            last = event("", job.done_reason)
+            last = event(self._finish_reason(job), content="")
             out = sse_event(last)
             if include_usage:
                 out += sse_event({**last, "choices": [], "usage": self._usage(job)})
@@ -239,10 +260,12 @@ class OpenAIApi:
 
         return Framing(
             SSE,
-            token=lambda text: sse_event(event(text, None)),
+            token=lambda text: sse_event(event(None, content=text)),
             end=end,
-            cut=lambda message: sse_event(event("", None)),
+            cut=lambda message: sse_event(event(None, content="")),
             error=ApiError.openai,
+            thinking=lambda text: sse_event(event(None, content="", reasoning=text)),
+            tools=lambda calls: sse_event(event(None, content="", tool_calls=openai_tool_calls(calls))),
         )
 
     # -- /v1/completions (10.2) -----------------------------------------------------
@@ -280,11 +303,11 @@ class OpenAIApi:
                 if streaming:
                     return await self._sse_once(request, sse_event(chunk(choice, zero)) + SSE_DONE)
                 return openai_json(self._completion_body(completion_id, model, choice, None))
-            tokens, reason = plan_answer(self.emulator, info, prompt, options, _limit(body))
+            tokens, _, reason = plan_answer(self.emulator, info, prompt, options, _limit(body))
             job = Job(info, None, prompt_token_count([prompt]), tokens, reason, fault)
             if not streaming:
-                text = await self.engine.complete(job)
-                choice = [{"text": text, "index": 0, "finish_reason": job.done_reason}]
+                await self.engine.complete(job)
+                choice = [{"text": job.content_text(), "index": 0, "finish_reason": job.done_reason}]
                 return openai_json(self._completion_body(completion_id, model, choice, self._usage(job)))
 
             def end() -> bytes:

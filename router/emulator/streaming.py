@@ -1,7 +1,7 @@
 """Writing a job's tokens as a stream, headers only with the first chunk (1.5).
 
-Both APIs use this: they differ only in how a token, the end and a
-mid-stream failure are framed (`Framing`).
+Both APIs use this: they differ only in how a token (answer or reasoning),
+tool calls, the end and a mid-stream failure are framed (`Framing`).
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 
@@ -23,6 +24,8 @@ class Framing:
     end: Callable[[], bytes]  # everything after the last token (final line, [DONE]...)
     cut: Callable[[str], bytes]  # what a mid-stream failure leaves on the wire
     error: Callable[[ApiError], web.StreamResponse]  # failure before the first byte
+    thinking: Callable[[str], bytes] | None = None  # one chunk per reasoning token
+    tools: Callable[[list[dict[str, Any]]], bytes] | None = None  # the tool calls, in one chunk
 
 
 async def stream_job(
@@ -39,8 +42,15 @@ async def stream_job(
 
     tokens = engine.stream(job)
     try:
+        index = 0
         async for token in tokens:
-            await send(framing.token(token))
+            if index < job.thinking and framing.thinking is not None:
+                await send(framing.thinking(token))
+            else:
+                await send(framing.token(token))
+            index += 1
+        if job.tool_calls and framing.tools is not None:
+            await send(framing.tools(job.tool_calls))
         await send(framing.end())
     except ApiError as exc:
         if response is None:

@@ -69,6 +69,11 @@ def answer_tokens(model_key: str, prompt: str, seed: object, count: int) -> tupl
     return tuple(tokens)
 
 
+def thinking_tokens(model_key: str, prompt: str, seed: object, count: int) -> tuple[str, ...]:
+    """Seeded reasoning text, distinct from the answer to the same prompt."""
+    return answer_tokens(model_key, "\x1dthinking\x1d" + prompt, seed, count)
+
+
 def context_ids(prompt: str, tokens: tuple[str, ...], prompt_count: int) -> list[int]:
     """Token ids for generate's `context`: prompt_count ids, then one per answer token."""
     base = zlib.crc32(prompt.encode())
