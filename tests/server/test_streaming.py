@@ -41,6 +41,7 @@ STREAMS: dict[str, dict[str, Any]] = {
 async def test_stream_arrives_spread_over_time_not_in_one_lump(fleet: RouterFleet, path: str) -> None:
     response, arrivals = await chunks(fleet, path, {"model": "gpt-4o", "stream": True, **STREAMS[path]})
     assert response.status == 200
+    assert response.headers["Content-Type"] == ("text/event-stream" if path.startswith("/v1/") else "application/x-ndjson")
     end = arrivals[-1].at
     first_half = [a for a in arrivals if a.at < end / 2]
     second_half = [a for a in arrivals if a.at >= end / 2]
