@@ -98,6 +98,9 @@ class RouterSpec(_Strict):
     pull_missing: bool | None = None
     request_timeout: Seconds | None = None
     max_body_bytes: Annotated[int, Field(ge=1, strict=True)] | None = None
+    header_timeout: Seconds | None = None
+    body_timeout: Seconds | None = None
+    cold_load_threshold: Seconds | None = None
 
 
 class CatalogSpec(_Strict):

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import re
 import textwrap
+from pathlib import Path
 
 import ollama
 import openai
@@ -113,3 +116,12 @@ def test_tail_stats(tail: bytes, stats: dict[bytes, int]) -> None:
 
 def _scrape(metrics: RouterMetrics) -> str:
     return generate_latest(metrics.registry).decode()
+
+
+def test_the_grafana_dashboard_uses_only_exported_metrics() -> None:
+    dashboard = json.loads((Path(__file__).parents[2] / "docs" / "grafana-dashboard.json").read_text())
+    used = set(re.findall(r"ollama_router_[a-z_]+", json.dumps(dashboard)))
+    metrics, _ = _metrics()
+    metrics.observe(_served(tail=b'"load_duration":9000000000,"prompt_eval_count":1,"eval_count":1,"eval_duration":1', fallback_from=QWEN), 200, "ollama", "application/x-ndjson", 1.0)
+    exported = {s.name for family in metrics.registry.collect() for s in family.samples} | {f.name for f in metrics.registry.collect()}
+    assert used and used <= exported, used - exported
