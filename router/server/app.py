@@ -136,7 +136,7 @@ def build_services(catalog: Catalog, settings: RouterSettings) -> Services:
         probe_timeout=settings.probe_timeout,
         on_probe=keepwarm.after_probe if settings.keep_warm else None,
     )
-    proxy = Proxy(catalog, fleet, balancer, ttft_timeout=settings.ttft_timeout)
+    proxy = Proxy(catalog, fleet, balancer, ttft_timeout=settings.ttft_timeout, connect_timeout=settings.connect_timeout)
     return Services(settings, catalog, fleet, balancer, proxy, health, keepwarm)
 
 
@@ -182,6 +182,7 @@ def lifecycle(svc: Services, before_preload: list[StartupHook]) -> Callable[[web
         await asyncio.gather(*tasks, return_exceptions=True)
         await svc.health.stop()
         await svc.keepwarm.stop()
+        svc.proxy.close()
         for state in svc.fleet.containers.values():
             if state.session is not None:
                 with contextlib.suppress(Exception):

@@ -19,13 +19,13 @@ import aiohttp
 import orjson
 import structlog
 from aiohttp import web
-from yarl import URL
 
 from router import wire
 from router.catalog import Catalog, Model
 from router.fleet.balancer import Balancer, ContainerGone, NoContainer, QueueFull, QueueTimeout
 from router.fleet.state import ContainerState, Fleet
 from router.server.errors import OPENAI, TooManyRequests, Unavailable
+from router.server.upstream import ConnectFailed, UpstreamPool, UpstreamResponse
 
 log = structlog.get_logger("router.proxy")
 
@@ -50,7 +50,6 @@ HOP_BY_HOP = frozenset(
 # Statuses after which a sibling may do better. 404: the container lacks the
 # model the catalog says it has (not pulled yet), which a sibling may have.
 RETRYABLE = frozenset({404, 429, 500, 502, 503, 504})
-UPSTREAM_HEADERS = {"Content-Type": "application/json"}
 NO_RETRY_AFTER_STATUSES = frozenset({404})
 ENDED_WITH_ERROR = "stream ended with an error line"
 
@@ -106,14 +105,23 @@ class Failure:
 
 
 class Proxy:
-    def __init__(self, catalog: Catalog, fleet: Fleet, balancer: Balancer, *, ttft_timeout: float) -> None:
+    def __init__(
+        self, catalog: Catalog, fleet: Fleet, balancer: Balancer, *, ttft_timeout: float, connect_timeout: float = 2.0
+    ) -> None:
         self.catalog = catalog
         self.fleet = fleet
         self.balancer = balancer
         self.ttft_timeout = ttft_timeout
         self.stream_failures = 0
         self.fallbacks = 0
-        self._urls: dict[tuple[str, str], URL] = {}  # parsed once: yarl parsing is per-request work
+        self.connect_timeout = connect_timeout
+        self._pools: dict[str, UpstreamPool] = {}  # by container: keep-alive connections of the hot path
+
+    def close(self) -> None:
+        """Close the hot path's upstream connections (at shutdown)."""
+        for pool in self._pools.values():
+            pool.close()
+        self._pools.clear()
 
     def plan(self, model: Model) -> list[Model]:
         plan = [model]
@@ -210,16 +218,14 @@ class Proxy:
         path: str,
         body: bytes,
     ) -> web.StreamResponse | Failure:
-        assert state.session is not None
-        url = self._urls.get((state.url, path))
-        if url is None:
-            url = self._urls[(state.url, path)] = URL(state.url + path)
-        headers = {**UPSTREAM_HEADERS, "X-Request-Id": record.request_id}
+        pool = self._pools.get(state.name)
+        if pool is None:
+            pool = self._pools[state.name] = UpstreamPool(state.url, connect_timeout=self.connect_timeout)
         for retry_stale in (True, False):
             sent = time.perf_counter()
             try:
                 async with asyncio.timeout(self.ttft_timeout or None):
-                    upstream = await state.session.post(url, data=body, headers=headers)
+                    upstream = await pool.post(path, body, record.request_id)
                 break
             except TimeoutError:
                 self.fleet.report_failure(state, f"no first token within {self.ttft_timeout:g}s")
@@ -229,7 +235,7 @@ class Proxy:
                     continue  # a pooled keep-alive connection the server had closed
                 self.fleet.report_failure(state, "server disconnected")
                 return Failure("disconnected")
-            except aiohttp.ClientConnectorError as exc:
+            except (aiohttp.ClientConnectorError, ConnectFailed) as exc:
                 self.fleet.report_failure(state, f"cannot connect: {exc.os_error}", fatal=True)
                 return Failure("connect")
             except (aiohttp.ClientError, OSError) as exc:
@@ -244,7 +250,7 @@ class Proxy:
         finally:
             upstream.release()
 
-    async def _failed_status(self, state: ContainerState, upstream: aiohttp.ClientResponse) -> Failure:
+    async def _failed_status(self, state: ContainerState, upstream: UpstreamResponse) -> Failure:
         try:
             async with asyncio.timeout(5):
                 error_body = await upstream.read()
@@ -260,7 +266,7 @@ class Proxy:
         record: Record,
         state: ContainerState,
         target: Model,
-        upstream: aiohttp.ClientResponse,
+        upstream: UpstreamResponse,
     ) -> web.StreamResponse:
         response = PassThroughResponse(status=upstream.status)
         out_headers = response.headers

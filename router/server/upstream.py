@@ -1,0 +1,313 @@
+"""A lean keep-alive HTTP/1.1 client for the proxy's one kind of request.
+
+The hot path sends one POST per request to a container and streams the answer
+back. aiohttp's ClientSession does that with a generic request pipeline
+(URL handling, header merging, payload registry, tracing, timers) that cost
+about a quarter of the router's CPU per request under py-spy. This client
+does only what the proxy needs: a pool of keep-alive connections per
+container, the request written in one `write`, the answer parsed by llhttp
+(httptools) with its body handed over as it arrives.
+
+Its response duck-types the parts of `aiohttp.ClientResponse` the proxy uses
+(`status`, `headers`, `content_length`, `content.iter_any()`, `read()`,
+`release()`, `close()`), and its failures are aiohttp's exception types, so the
+proxy's retry and stream-failure handling read the same either way. Health
+probes, keep-warm and the merged listings keep using aiohttp.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from collections.abc import AsyncIterator
+
+import aiohttp
+import httptools
+from multidict import CIMultiDict
+from yarl import URL
+
+HIGH_WATER = 256 * 1024  # buffered body bytes at which reading from the container pauses
+MAX_IDLE = 256  # idle keep-alive connections kept per container
+IDLE_TIMEOUT = 60.0  # seconds an idle connection is kept (aiohttp's keepalive_timeout in the session)
+
+
+class ConnectFailed(aiohttp.ClientConnectionError):
+    """Cannot open a connection to the container (refused, unreachable, timed out)."""
+
+    def __init__(self, os_error: OSError | TimeoutError) -> None:
+        super().__init__(str(os_error))
+        self.os_error = os_error
+
+
+class UpstreamResponse:
+    """The status and headers of a container's answer, and its body as it arrives."""
+
+    __slots__ = ("_conn", "_chunks", "_size", "_waiter", "_error", "complete", "status", "headers", "content_length", "keep_alive")
+
+    def __init__(self, conn: UpstreamConnection, status: int, headers: CIMultiDict[str], keep_alive: bool) -> None:
+        self._conn = conn
+        self._chunks: list[bytes] = []
+        self._size = 0
+        self._waiter: asyncio.Future[None] | None = None
+        self._error: BaseException | None = None
+        self.complete = False
+        self.status = status
+        self.headers = headers
+        self.keep_alive = keep_alive
+        length = headers.get("Content-Length")
+        self.content_length = int(length) if length is not None and length.isdigit() else None
+
+    # what the proxy reads ---------------------------------------------------
+
+    @property
+    def content(self) -> UpstreamResponse:
+        return self
+
+    def iter_any(self) -> AsyncIterator[bytes]:
+        return self
+
+    def __aiter__(self) -> UpstreamResponse:
+        return self
+
+    async def __anext__(self) -> bytes:
+        while not self._chunks:
+            if self._error is not None:
+                raise self._error
+            if self.complete:
+                raise StopAsyncIteration
+            self._waiter = self._conn.loop.create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        chunks = self._chunks
+        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        chunks.clear()
+        if self._size >= HIGH_WATER:
+            self._conn.resume()
+        self._size = 0
+        return data
+
+    async def read(self) -> bytes:
+        return b"".join([chunk async for chunk in self])
+
+    def release(self) -> None:
+        """Back to the pool when the answer ended cleanly, else the connection closes."""
+        self._conn.pool.release(self._conn, reusable=self.complete and self.keep_alive and self._error is None)
+
+    def close(self) -> None:
+        """Drop the connection (a client left: the container stops generating)."""
+        self._conn.close()
+
+    # fed by the connection ----------------------------------------------------
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _feed(self, data: bytes) -> None:
+        self._chunks.append(data)
+        self._size += len(data)
+        if self._size >= HIGH_WATER:
+            self._conn.pause()
+        self._wake()
+
+    def _finish(self) -> None:
+        self.complete = True
+        self._wake()
+
+    def _fail(self, exc: BaseException) -> None:
+        if not self.complete and self._error is None:
+            self._error = exc
+            self._wake()
+
+
+class UpstreamConnection(asyncio.Protocol):
+    """One keep-alive connection to a container; one request at a time."""
+
+    def __init__(self, pool: UpstreamPool) -> None:
+        self.pool = pool
+        self.loop = pool.loop
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.closed = False
+        self.idle_since = 0.0
+        self.response: UpstreamResponse | None = None
+        self._waiter: asyncio.Future[UpstreamResponse] | None = None
+        self._headers: list[tuple[str, str]] = []
+        self._paused = False
+
+    async def request(self, data: bytes) -> UpstreamResponse:
+        """Send a whole request; the answer once its headers arrived."""
+        if self.closed or self.transport is None:
+            raise aiohttp.ServerDisconnectedError()
+        self.response = None
+        waiter = self._waiter = self.loop.create_future()
+        self.transport.write(data)
+        try:
+            return await waiter
+        except BaseException:
+            self.close()  # timed out or cancelled mid-request: the connection is in an unknown state
+            raise
+        finally:
+            self._waiter = None
+
+    def pause(self) -> None:
+        if not self._paused and self.transport is not None and not self.closed:
+            self._paused = True
+            self.transport.pause_reading()
+
+    def resume(self) -> None:
+        if self._paused and self.transport is not None and not self.closed:
+            self._paused = False
+            self.transport.resume_reading()
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            if self.transport is not None:
+                self.transport.close()
+        self.pool.forget(self)
+
+    # asyncio.Protocol -----------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._broken(aiohttp.ClientPayloadError(f"invalid HTTP from the container: {exc}"))
+            self.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        response = self.response
+        if response is not None and not response.complete and _delimited_by_close(response):
+            response.keep_alive = False
+            response._finish()
+        self._broken(aiohttp.ServerDisconnectedError() if self.response is None else
+                     aiohttp.ClientPayloadError("the container closed the connection mid-answer"))
+        self.pool.forget(self)
+
+    def _broken(self, exc: Exception) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(exc)
+        elif self.response is not None:
+            self.response._fail(exc)
+
+    # httptools callbacks ---------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._headers = []
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name.decode("latin-1"), value.decode("latin-1")))
+
+    def on_headers_complete(self) -> None:
+        parser = self.parser
+        response = self.response = UpstreamResponse(
+            self, parser.get_status_code(), CIMultiDict(self._headers), parser.should_keep_alive()
+        )
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(response)
+
+    def on_body(self, body: bytes) -> None:
+        if self.response is not None:
+            self.response._feed(body)
+
+    def on_message_complete(self) -> None:
+        if self.response is not None:
+            self.response._finish()
+
+
+def _delimited_by_close(response: UpstreamResponse) -> bool:
+    """An answer with neither Content-Length nor chunked encoding ends when the connection does."""
+    return response.content_length is None and "chunked" not in response.headers.get("Transfer-Encoding", "").lower()
+
+
+class UpstreamPool:
+    """Keep-alive connections to one container (`url`: http or https)."""
+
+    def __init__(self, url: str, *, connect_timeout: float) -> None:
+        parsed = URL(url)
+        self.loop = asyncio.get_running_loop()
+        self.host = parsed.host or "127.0.0.1"
+        self.port = parsed.port or (443 if parsed.scheme == "https" else 80)
+        self.ssl: ssl.SSLContext | None = ssl.create_default_context() if parsed.scheme == "https" else None
+        self.base_path = parsed.raw_path.rstrip("/")
+        self.connect_timeout = connect_timeout
+        self._host_header = parsed.raw_authority.encode("ascii")
+        self._heads: dict[str, bytes] = {}
+        self._idle: list[UpstreamConnection] = []
+        self._all: set[UpstreamConnection] = set()
+
+    def _head(self, path: str) -> bytes:
+        head = self._heads.get(path)
+        if head is None:
+            raw_path = self.base_path + URL.build(path=path).raw_path
+            head = self._heads[path] = (
+                b"POST " + raw_path.encode("ascii") + b" HTTP/1.1\r\nHost: " + self._host_header
+                + b"\r\nAccept: */*\r\nContent-Type: application/json\r\n"
+            )
+        return head
+
+    async def post(self, path: str, body: bytes, request_id: str) -> UpstreamResponse:
+        """POST `body` (JSON) to `path`; the answer once its headers arrived."""
+        data = b"".join((
+            self._head(path), b"X-Request-Id: ", request_id.encode(), b"\r\nContent-Length: ",
+            str(len(body)).encode(), b"\r\n\r\n", body,
+        ))
+        conn = self._take_idle()
+        if conn is None:
+            conn = await self._connect()
+        return await conn.request(data)
+
+    def _take_idle(self) -> UpstreamConnection | None:
+        idle = self._idle
+        now = time.monotonic()
+        while idle:
+            conn = idle.pop()
+            if conn.closed:
+                continue
+            if now - conn.idle_since > IDLE_TIMEOUT:
+                conn.close()
+                continue
+            return conn
+        return None
+
+    async def _connect(self) -> UpstreamConnection:
+        try:
+            async with asyncio.timeout(self.connect_timeout or None):
+                _, conn = await self.loop.create_connection(
+                    lambda: UpstreamConnection(self), self.host, self.port, ssl=self.ssl,
+                    server_hostname=self.host if self.ssl else None,
+                )
+        except (OSError, TimeoutError) as exc:
+            raise ConnectFailed(exc) from None
+        self._all.add(conn)
+        return conn
+
+    def release(self, conn: UpstreamConnection, *, reusable: bool) -> None:
+        if reusable and not conn.closed and len(self._idle) < MAX_IDLE:
+            conn.response = None
+            conn.idle_since = time.monotonic()
+            self._idle.append(conn)
+        else:
+            conn.close()
+
+    def forget(self, conn: UpstreamConnection) -> None:
+        self._all.discard(conn)
+
+    def close(self) -> None:
+        for conn in list(self._all):
+            conn.close()
+        self._idle.clear()
+
+
+__all__ = ["ConnectFailed", "UpstreamPool", "UpstreamResponse"]
