@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import textwrap
+from collections.abc import Awaitable, Callable
 
 import aiohttp
 from aiohttp import web
@@ -15,7 +16,7 @@ from tests.fleet.support import MODEL, TWO_CONTAINERS, chat, container_status, p
 from tests.harness import RouterFleet, router_fleet
 
 
-def reports(fleet: RouterFleet, name: str, state: str):  # type: ignore[no-untyped-def]
+def reports(fleet: RouterFleet, name: str, state: str) -> Callable[[], Awaitable[bool]]:
     async def check() -> bool:
         return (await container_status(fleet, name))["state"] == state
 
