@@ -116,13 +116,26 @@ def check_top_logprobs(body: dict[str, Any]) -> None:
 
 
 def resolve(store: ModelStore, raw: str, not_found: str) -> ModelInfo:
-    """The installed model, or 400 invalid name / 404 with `not_found` % name."""
+    """The installed model, or 400 invalid name / 404 with `not_found.format(name)`."""
     try:
         info = store.resolve(raw)
     except InvalidModelName:
         raise ApiError(400, "invalid model name") from None
     if info is None:
-        raise ApiError(404, not_found)
+        raise ApiError(404, not_found.format(raw))
+    return info
+
+
+def lookup(emulator: Emulator, raw: str, not_found: str) -> ModelInfo:
+    """note_model + resolve with one lookup (the hot path does both)."""
+    try:
+        info = emulator.store.resolve(raw)
+    except InvalidModelName:
+        raise ApiError(400, "invalid model name") from None
+    if info is None:
+        emulator.stats.note_model(display_name(raw))
+        raise ApiError(404, not_found.format(raw))
+    emulator.stats.note_model(info.display)
     return info
 
 

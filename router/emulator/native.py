@@ -11,13 +11,14 @@ from router.emulator.common import (
     check_think,
     check_top_logprobs,
     keep_alive_of,
+    lookup,
     note_model,
     num_predict,
     plan_answer,
     resolve,
     thinks,
 )
-from router.emulator.config import NEW_CHAT_NOT_FOUND_SINCE
+from router.emulator.config import NEW_CHAT_NOT_FOUND_SINCE, EmulatorConfig
 from router.emulator.decode import BOOL, INT, OBJECT, STRING, go_kind, read_json
 from router.emulator.engine import Job
 from router.emulator.errors import ApiError
@@ -38,6 +39,14 @@ CHAT_TYPES = {"model": STRING, "messages": (((list,), "[]api.Message")), "stream
 EMBED_TYPES = {"model": STRING, "truncate": BOOL, "dimensions": INT, "options": OBJECT}
 EMBEDDINGS_TYPES = {"model": STRING, "prompt": STRING, "options": OBJECT}
 ASSISTANT_EMPTY = {"role": "assistant", "content": ""}
+EMBED_NOT_FOUND = 'model "{}" not found, try pulling it first'
+
+
+def chat_not_found(config: EmulatorConfig) -> str:
+    """The unknown-model message of /api/chat (and /v1/chat/completions) for this version."""
+    if config.version_info >= NEW_CHAT_NOT_FOUND_SINCE:
+        return "model '{}' not found"
+    return EMBED_NOT_FOUND
 
 
 def assistant_message(content: str, thinking: str, tool_calls: list[dict[str, Any]] | None) -> dict[str, Any]:
@@ -75,11 +84,7 @@ class NativeApi:
         self.engine = emulator.engine
         self.scheduler = emulator.scheduler
         self.faults = emulator.faults
-        self.chat_not_found = (
-            "model '{}' not found"
-            if emulator.config.version_info >= NEW_CHAT_NOT_FOUND_SINCE
-            else 'model "{}" not found, try pulling it first'
-        )
+        self.chat_not_found = chat_not_found(emulator.config)
 
     # -- /api/generate ------------------------------------------------------------
 
@@ -95,7 +100,7 @@ class NativeApi:
             note_model(self.emulator, model)
             if body.get("raw") and (body.get("template") or body.get("system") or body.get("context")):
                 raise ApiError(400, "raw mode does not support template, system, or context")
-            info = resolve(self.store, model, f"model '{model}' not found")
+            info = resolve(self.store, model, "model '{}' not found")
             if info.embedding:
                 raise ApiError(400, f'"{model}" does not support generate')
             if body.get("suffix") and "insert" not in info.capabilities:
@@ -165,8 +170,7 @@ class NativeApi:
             model = body.get("model") or ""
             if not model:
                 raise ApiError(400, "model is required")
-            note_model(self.emulator, model)
-            info = resolve(self.store, model, self.chat_not_found.format(model))
+            info = lookup(self.emulator, model, self.chat_not_found)
             if info.embedding:
                 raise ApiError(400, f'"{model}" does not support chat')
             if body.get("tools") and "tools" not in info.capabilities:
@@ -282,7 +286,7 @@ class NativeApi:
             else:
                 raise ApiError(400, "invalid input type")
             vectors, job = await self.embed_vectors(
-                model, inputs, body, "/api/embed", not_found=f'model "{model}" not found, try pulling it first'
+                model, inputs, body, "/api/embed", not_found=EMBED_NOT_FOUND
             )
             reply: dict[str, Any] = {"model": model, "embeddings": vectors}
             if job is not None:
@@ -301,8 +305,7 @@ class NativeApi:
             keep_alive = keep_alive_of(body)
             if not model:
                 raise ApiError(400, "model is required")
-            note_model(self.emulator, model)
-            info = resolve(self.store, model, f'model "{model}" not found, try pulling it first')
+            info = lookup(self.emulator, model, EMBED_NOT_FOUND)
             fault = self.faults.for_request(info.key, "/api/embeddings")
             prompt = body.get("prompt") or ""
             options = check_options(body.get("options"))

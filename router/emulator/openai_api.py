@@ -14,12 +14,11 @@ from typing import Any
 from aiohttp import web
 
 from router.catalog.names import InvalidModelName, parse_model_name
-from router.emulator.common import check_think, note_model, plan_answer, resolve, thinks
-from router.emulator.config import NEW_CHAT_NOT_FOUND_SINCE
+from router.emulator.common import check_think, lookup, note_model, plan_answer, thinks
 from router.emulator.decode import BOOL, INT, OBJECT, STRING, go_type_name, read_json
 from router.emulator.engine import Job
 from router.emulator.errors import ApiError
-from router.emulator.native import NativeApi
+from router.emulator.native import EMBED_NOT_FOUND, NativeApi, chat_not_found
 from router.emulator.responses import SSE_DONE, openai_json, sse_event
 from router.emulator.state import Emulator
 from router.emulator.streaming import Framing, stream_job
@@ -118,11 +117,7 @@ class OpenAIApi:
         self.engine = emulator.engine
         self.faults = emulator.faults
         self.legacy = emulator.config.legacy_chat_stream
-        self.chat_not_found = (
-            "model '{}' not found"
-            if emulator.config.version_info >= NEW_CHAT_NOT_FOUND_SINCE
-            else 'model "{}" not found, try pulling it first'
-        )
+        self.chat_not_found = chat_not_found(emulator.config)
 
     # -- /v1/chat/completions (10.1) ------------------------------------------------
 
@@ -137,8 +132,7 @@ class OpenAIApi:
             model = body.get("model") or ""
             if not model:
                 raise ApiError(400, "model is required")
-            note_model(self.emulator, model)
-            info = resolve(self.store, model, self.chat_not_found.format(model))
+            info = lookup(self.emulator, model, self.chat_not_found)
             if info.embedding:
                 raise ApiError(400, f'"{model}" does not support chat')
             effort = body.get("reasoning_effort")
@@ -277,8 +271,7 @@ class OpenAIApi:
             model = body.get("model") or ""
             if not model:
                 raise ApiError(404, "model '' not found")
-            note_model(self.emulator, model)
-            info = resolve(self.store, model, f"model '{model}' not found")
+            info = lookup(self.emulator, model, "model '{}' not found")
             if info.embedding:
                 raise ApiError(400, f'"{model}" does not support generate')
             fault = self.faults.for_request(info.key, "/v1/completions")
@@ -373,7 +366,7 @@ class OpenAIApi:
             note_model(self.emulator, model)
             vectors, job = await self.native.embed_vectors(
                 model, inputs, body, "/v1/embeddings",
-                not_found=f'model "{model}" not found, try pulling it first',
+                not_found=EMBED_NOT_FOUND,
             )
             as_base64 = encoding.lower() == "base64"
             data = [

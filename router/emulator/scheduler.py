@@ -60,7 +60,7 @@ class Runner:
         "unloading",
         "unload_requested_at",
         "_timer",
-        "_idle",
+        "_idle_waiters",
         "gone",
     )
 
@@ -75,8 +75,9 @@ class Runner:
         self.unloading = False  # evicted or asked to unload: takes no new requests
         self.unload_requested_at: float | None = None
         self._timer: asyncio.TimerHandle | None = None
-        self._idle = asyncio.Event()
-        self._idle.set()
+        # futures of evictions waiting for this runner to go idle (made only then:
+        # an Event set/cleared on every request would cost the hot path)
+        self._idle_waiters: list[asyncio.Future[None]] = []
         self.gone = asyncio.Event()
 
     @property
@@ -94,7 +95,17 @@ class Runner:
         return self.idle_deadline
 
     async def wait_idle(self) -> None:
-        await self._idle.wait()
+        if self.in_flight == 0:
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._idle_waiters.append(waiter)
+        await waiter
+
+    def _became_idle(self) -> None:
+        waiters, self._idle_waiters = self._idle_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
 
 class Scheduler:
@@ -106,10 +117,13 @@ class Scheduler:
         self.pending = 0  # requests waiting behind the load in progress
         self._load_lock = asyncio.Lock()
         self._default_keep_alive = config.default_keep_alive
+        self._default_shape = runner_shape(None, config.context_length)
 
     # -- acquiring and releasing ---------------------------------------------------
 
     def shape(self, options: dict[str, Any] | None) -> Shape:
+        if not options:
+            return self._default_shape
         return runner_shape(options, self.config.context_length)
 
     def try_acquire(
@@ -149,7 +163,8 @@ class Scheduler:
         runner.in_flight -= 1
         if runner.in_flight:
             return
-        runner._idle.set()
+        if runner._idle_waiters:
+            runner._became_idle()
         if runner.unloading or runner.keep_alive == 0:
             self._unload(runner)
             return
@@ -190,7 +205,6 @@ class Scheduler:
 
     def _enter(self, runner: Runner, keep_alive: float | None) -> None:
         runner.in_flight += 1
-        runner._idle.clear()
         if keep_alive is not None:  # sticky: only an explicit value changes it
             runner.keep_alive = keep_alive
 
