@@ -160,10 +160,8 @@ async def run_emulator(config: EmulatorConfig) -> RunningEmulator:
     await runner.setup()
     site = web.TCPSite(runner, config.host or None, config.port, backlog=1024, reuse_address=True)
     await site.start()
-    port = config.port
-    server = site._server  # the bound socket tells us the port when 0 was asked
-    if server is not None and getattr(server, "sockets", None):
-        port = server.sockets[0].getsockname()[1]
+    # The bound address tells the port when 0 was asked for.
+    port = runner.addresses[0][1] if runner.addresses else config.port
     return RunningEmulator(app, runner, config.host or "0.0.0.0", port)
 
 
