@@ -1,10 +1,11 @@
 """Prometheus metrics (prefix `ollama_router_`), served at `GET /metrics`.
 
 Cheap on the request path: one middleware observes each request once, from
-its `Record`, after the answer has gone out (no per-chunk work). Token counts
-and rates come from the answer's last bytes (`Record.tail`), where Ollama puts
-its eval stats and OpenAI its `usage`. Fleet gauges (backend_up, in_flight,
-queue_depth) are read from the fleet state at scrape time by a collector.
+its `Record`, after the answer has gone out (no per-chunk work), into plain
+series (`router.server.series`). Token counts and rates come from the answer's
+last bytes (`Record.tail`), where Ollama puts its eval stats and OpenAI its
+`usage`. Fleet gauges (backend_up, in_flight, queue_depth) are read from the
+fleet state at scrape time.
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ import asyncio
 import re
 import time
 from collections.abc import Iterator
-from typing import Any
 
+import orjson
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, disable_created_metrics, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -27,18 +28,21 @@ from router.fleet.state import UP, Fleet
 from router.server.context import RECORD
 from router.server.errors import RouterError
 from router.server.proxy import Record
+from router.server.series import CounterSeries, HistogramSeries
 
 PREFIX = "ollama_router_"
 METRICS_KEY = "metrics"
 ROUTER_PATHS = frozenset({"/healthz", "/readyz", "/router/status", "/metrics"})
 CLIENT_LEFT = 499
 TAIL_SCAN_BYTES = 512
-STATS = re.compile(
-    rb'"(eval_count|eval_duration|prompt_eval_count|load_duration|prompt_tokens|completion_tokens)":\s*(\d+)'
-)
+# the numbers read from an answer's tail; the leading quote keeps "eval_count" from matching "prompt_eval_count"
+STAT_NAMES = (b"eval_count", b"eval_duration", b"prompt_eval_count", b"load_duration", b"prompt_tokens", b"completion_tokens")
+STAT_NEEDLES = tuple((name, b'"' + name + b'":') for name in STAT_NAMES)
+STAT_KEYS = tuple((name, name.decode()) for name in STAT_NAMES)
+SSE_DONE = b"data: [DONE]"
+PARSE_MAX_BYTES = 4096
+DIGITS = re.compile(rb"\d+")  # compiled once; matched at one position
 STREAMED = (wire.NDJSON, wire.SSE)
-
-disable_created_metrics()  # no *_created series: half the scrape, nothing dashboards use
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
@@ -46,8 +50,41 @@ RATE_BUCKETS = (1, 2.5, 5, 10, 20, 30, 50, 75, 100, 150, 200, 300, 500, 1000)
 
 
 def tail_stats(tail: bytes) -> dict[bytes, int]:
-    """Ollama's eval stats / OpenAI's usage numbers found in an answer's last bytes."""
-    return {m.group(1): int(m.group(2)) for m in STATS.finditer(tail[-TAIL_SCAN_BYTES:])}
+    """Ollama's eval stats / OpenAI's usage numbers from an answer's last bytes.
+
+    The last JSON document (Ollama's final NDJSON line, the last SSE event
+    before [DONE], a small body whole) is parsed with orjson; when the tail
+    holds only part of it (a large body), the numbers are looked up by name.
+    """
+    end = tail.rstrip()
+    if end.endswith(SSE_DONE):
+        end = end[: -len(SSE_DONE)].rstrip()
+    line = end[end.rfind(b"\n") + 1 :]
+    if line.startswith(b"data:"):
+        line = line[5:]
+    if len(line) <= PARSE_MAX_BYTES and line[:1] == b"{" and line[-1:] == b"}":  # raising is slow: only likely documents
+        try:
+            document = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            pass
+        else:
+            return _numbers(document) if isinstance(document, dict) else {}
+    return _scan(tail[-TAIL_SCAN_BYTES:])
+
+
+def _numbers(document: dict[str, object]) -> dict[bytes, int]:
+    usage = document.get("usage")
+    source = usage if isinstance(usage, dict) else document
+    return {name: value for name, key in STAT_KEYS if type(value := source.get(key)) is int}
+
+
+def _scan(tail: bytes) -> dict[bytes, int]:
+    stats = {}
+    for name, needle in STAT_NEEDLES:
+        at = tail.rfind(needle)
+        if at >= 0 and (digits := DIGITS.match(tail, at + len(needle))) is not None:
+            stats[name] = int(digits.group())
+    return stats
 
 
 class FleetCollector(Collector):
@@ -69,33 +106,33 @@ class FleetCollector(Collector):
         yield queued
 
 
-class RouterMetrics:
+class RouterMetrics(Collector):
     """One registry per app (tests run several routers in one process)."""
 
     def __init__(self, catalog: Catalog, fleet: Fleet, *, cold_load_threshold: float) -> None:
         self.catalog = catalog
         self.cold_load_ns = cold_load_threshold * 1e9
+        self.requests = CounterSeries(PREFIX + "requests", "requests answered", ["model", "container", "status", "api"])
+        self.duration = HistogramSeries(PREFIX + "request_duration_seconds", "time from request to the answer's last byte", ["api", "model"], LATENCY_BUCKETS)
+        self.ttft = HistogramSeries(PREFIX + "time_to_first_token_seconds", "time from request to the first streamed byte", ["model"], LATENCY_BUCKETS)
+        self.tokens_per_second = HistogramSeries(PREFIX + "output_tokens_per_second", "generation speed (Ollama's eval_count / eval_duration)", ["model"], RATE_BUCKETS)
+        self.queue_wait = HistogramSeries(PREFIX + "queue_wait_seconds", "time waiting for a container slot", ["container"], LATENCY_BUCKETS)
+        self.overhead = HistogramSeries(PREFIX + "overhead_seconds", "router time before the first byte, less queue and container time", [], OVERHEAD_BUCKETS)
+        self.fallbacks = CounterSeries(PREFIX + "fallbacks", "requests served by a fallback model", ["from", "to", "reason"])
+        self.cold_loads = CounterSeries(PREFIX + "cold_loads", "answers whose load_duration was over the cold-load threshold", ["model", "container"])
+        self.prompt_tokens = CounterSeries(PREFIX + "prompt_tokens", "prompt tokens, by API key", ["key"])
+        self.completion_tokens = CounterSeries(PREFIX + "completion_tokens", "completion tokens, by API key", ["key"])
+        self.series = (
+            self.requests, self.duration, self.ttft, self.tokens_per_second, self.queue_wait, self.overhead,
+            self.fallbacks, self.cold_loads, self.prompt_tokens, self.completion_tokens,
+        )
         self.registry = CollectorRegistry(auto_describe=False)
-        r = self.registry
-        self.requests = Counter(PREFIX + "requests", "requests answered", ["model", "container", "status", "api"], registry=r)
-        self.duration = Histogram(PREFIX + "request_duration_seconds", "time from request to the answer's last byte", ["api", "model"], buckets=LATENCY_BUCKETS, registry=r)
-        self.ttft = Histogram(PREFIX + "time_to_first_token_seconds", "time from request to the first streamed byte", ["model"], buckets=LATENCY_BUCKETS, registry=r)
-        self.tokens_per_second = Histogram(PREFIX + "output_tokens_per_second", "generation speed (Ollama's eval_count / eval_duration)", ["model"], buckets=RATE_BUCKETS, registry=r)
-        self.queue_wait = Histogram(PREFIX + "queue_wait_seconds", "time waiting for a container slot", ["container"], buckets=LATENCY_BUCKETS, registry=r)
-        self.overhead = Histogram(PREFIX + "overhead_seconds", "router time before the first byte, less queue and container time", buckets=OVERHEAD_BUCKETS, registry=r)
-        self.fallbacks = Counter(PREFIX + "fallbacks", "requests served by a fallback model", ["from", "to", "reason"], registry=r)
-        self.cold_loads = Counter(PREFIX + "cold_loads", "answers whose load_duration was over the cold-load threshold", ["model", "container"], registry=r)
-        self.prompt_tokens = Counter(PREFIX + "prompt_tokens", "prompt tokens, by API key", ["key"], registry=r)
-        self.completion_tokens = Counter(PREFIX + "completion_tokens", "completion tokens, by API key", ["key"], registry=r)
-        r.register(FleetCollector(fleet))
-        self._children: dict[tuple[Any, ...], Any] = {}
+        self.registry.register(self)
+        self.registry.register(FleetCollector(fleet))
 
-    def _child(self, metric: Any, *labels: str) -> Any:
-        key = (id(metric), *labels)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = metric.labels(*labels)
-        return child
+    def collect(self) -> Iterator[Metric]:
+        for series in self.series:
+            yield series.family()
 
     def _model_label(self, record: Record) -> str:
         if record.served_model is not None:
@@ -108,36 +145,36 @@ class RouterMetrics:
     def observe(self, record: Record, status: int, api: str, content_type: str, now: float) -> None:
         model = self._model_label(record)
         container = record.container or ""
-        self._child(self.requests, model, container, str(status), api).inc()
-        self._child(self.duration, api, model).observe(now - record.started)
+        self.requests.inc((model, container, str(status), api))
+        self.duration.observe((api, model), now - record.started)
         if record.attempts:
-            self._child(self.queue_wait, container).observe(record.queue_wait)
+            self.queue_wait.observe((container,), record.queue_wait)
         if record.ttfb is None:
             return
-        self.overhead.observe(max(0.0, record.ttfb - record.queue_wait - record.upstream_wait))
+        self.overhead.observe((), max(0.0, record.ttfb - record.queue_wait - record.upstream_wait))
         if content_type.startswith(STREAMED):
-            self._child(self.ttft, model).observe(record.ttfb)
+            self.ttft.observe((model,), record.ttfb)
         if record.fallback_from is not None:
-            self._child(self.fallbacks, record.fallback_from, model, record.fallback_reason or "").inc()
+            self.fallbacks.inc((record.fallback_from, model, record.fallback_reason or ""))
         if record.tail and status == 200:
             self._observe_stats(record, model, container, tail_stats(record.tail))
 
     def _observe_stats(self, record: Record, model: str, container: str, stats: dict[bytes, int]) -> None:
         if not stats:
             return
-        key = record.key_name or "anonymous"
+        key = (record.key_name or "anonymous",)
         prompt = stats.get(b"prompt_eval_count", stats.get(b"prompt_tokens"))
         completion = stats.get(b"eval_count", stats.get(b"completion_tokens"))
         if prompt:
-            self._child(self.prompt_tokens, key).inc(prompt)
+            self.prompt_tokens.inc(key, prompt)
         if completion:
-            self._child(self.completion_tokens, key).inc(completion)
+            self.completion_tokens.inc(key, completion)
             duration_ns = stats.get(b"eval_duration")
             if duration_ns:
-                self._child(self.tokens_per_second, model).observe(completion * 1e9 / duration_ns)
+                self.tokens_per_second.observe((model,), completion * 1e9 / duration_ns)
         load_ns = stats.get(b"load_duration")
         if load_ns is not None and load_ns > self.cold_load_ns:
-            self._child(self.cold_loads, model, container).inc()
+            self.cold_loads.inc((model, container))
 
     def middleware(self) -> Middleware:
         clock = time.perf_counter

@@ -107,6 +107,9 @@ def test_fleet_gauges_are_read_at_scrape_time() -> None:
     [
         (b'..."usage":{"prompt_tokens":8,"completion_tokens":24,"total_tokens":32}}\n\ndata: [DONE]\n\n', {b"prompt_tokens": 8, b"completion_tokens": 24}),
         (b'"content":"eval_count"}', {}),  # text that merely mentions a name
+        (b'{"done":true,"prompt_eval_count":8,"eval_count":24,"eval_duration":1000,"context":[1]}\n', {b"prompt_eval_count": 8, b"eval_count": 24, b"eval_duration": 1000}),
+        (b"x" * 5000 + b'],"load_duration":7,"prompt_eval_count":3}', {b"load_duration": 7, b"prompt_eval_count": 3}),  # a large body's end
+        (b'{"usage": {"prompt_tokens": true}, "eval_count": "5"}', {}),  # only integers count
         (b"", {}),
     ],
 )
