@@ -47,7 +47,6 @@ class RouterSettings(BaseSettings):
     deep_check_interval: Seconds = 0.0  # 0 = off
     keep_warm: bool = True
     pull_missing: bool = True
-    request_timeout: Seconds = 0.0  # 0 = none: generations may run for minutes
     max_body_bytes: int = Field(32 * 1024 * 1024, ge=1)
     probe_timeout: Seconds = 3.0
     connect_timeout: Seconds = 2.0

@@ -96,11 +96,12 @@ class RouterSpec(_Strict):
     deep_check_interval: Seconds | None = None
     keep_warm: bool | None = None
     pull_missing: bool | None = None
-    request_timeout: Seconds | None = None
     max_body_bytes: Annotated[int, Field(ge=1, strict=True)] | None = None
     header_timeout: Seconds | None = None
     body_timeout: Seconds | None = None
     cold_load_threshold: Seconds | None = None
+    probe_timeout: Seconds | None = None
+    connect_timeout: Seconds | None = None
 
 
 class CatalogSpec(_Strict):

@@ -58,3 +58,20 @@ def test_bad_environment_value_is_refused(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setenv("ROUTER_HEALTH_INTERVAL", "soon")
     with pytest.raises(ValidationError, match="health_interval"):
         RouterSettings.load({})
+
+
+def test_every_catalog_router_key_is_a_setting() -> None:
+    """A key the catalog's router: section accepts must change a setting, or users are misled."""
+    from router.catalog.model import RouterSpec
+    from router.settings import RouterSettings
+
+    assert set(RouterSpec.model_fields) <= set(RouterSettings.model_fields)
+
+
+def test_catalog_router_section_reaches_the_timeouts() -> None:
+    from router.catalog import parse_catalog
+    from router.settings import RouterSettings
+
+    text = "version: 1\nrouter: {probe_timeout: 7s, connect_timeout: 250ms}\ncontainers: {a: {port: 1}}\nmodels: {m: {containers: [a]}}\n"
+    settings = RouterSettings.load(parse_catalog(text, "c.yaml").catalog.router)
+    assert (settings.probe_timeout, settings.connect_timeout) == (7.0, 0.25)
