@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 from typing import Any
 
@@ -72,6 +73,10 @@ def run(args: argparse.Namespace) -> int:
             print(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}", file=sys.stderr)
             return 1
         log.info("listening", url=running.url, catalog=args.catalog, workers=settings.workers)
+        # Startup objects (catalog, pydantic models, imports) live as long as the
+        # process: out of the collector's sight, full collections stay cheap.
+        gc.collect()
+        gc.freeze()
         try:
             await wait_for_signal()
         finally:

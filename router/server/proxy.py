@@ -224,8 +224,7 @@ class Proxy:
         for retry_stale in (True, False):
             sent = time.perf_counter()
             try:
-                async with asyncio.timeout(self.ttft_timeout or None):
-                    upstream = await pool.post(path, body, record.request_id)
+                upstream = await pool.post(path, body, record.request_id, self.ttft_timeout or None)
                 break
             except TimeoutError:
                 self.fleet.report_failure(state, f"no first token within {self.ttft_timeout:g}s")

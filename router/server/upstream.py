@@ -139,12 +139,15 @@ class UpstreamConnection(asyncio.Protocol):
         self._headers: list[tuple[str, str]] = []
         self._paused = False
 
-    async def request(self, data: bytes) -> UpstreamResponse:
-        """Send a whole request; the answer once its headers arrived."""
+    async def request(self, data: bytes, deadline: float | None) -> UpstreamResponse:
+        """Send a whole request; the answer once its headers arrived, or TimeoutError
+        at `deadline` (loop time). A timer handle, not `asyncio.timeout`: this runs
+        on every request and the handle is a fraction of the cost."""
         if self.closed or self.transport is None:
             raise aiohttp.ServerDisconnectedError()
         self.response = None
         waiter = self._waiter = self.loop.create_future()
+        timer = self.loop.call_at(deadline, self._expire) if deadline is not None else None
         self.transport.write(data)
         try:
             return await waiter
@@ -153,6 +156,13 @@ class UpstreamConnection(asyncio.Protocol):
             raise
         finally:
             self._waiter = None
+            if timer is not None:
+                timer.cancel()
+
+    def _expire(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(TimeoutError())
 
     def pause(self) -> None:
         if not self._paused and self.transport is not None and not self.closed:
@@ -257,16 +267,24 @@ class UpstreamPool:
             )
         return head
 
-    async def post(self, path: str, body: bytes, request_id: str) -> UpstreamResponse:
-        """POST `body` (JSON) to `path`; the answer once its headers arrived."""
+    async def post(self, path: str, body: bytes, request_id: str, timeout: float | None = None) -> UpstreamResponse:
+        """POST `body` (JSON) to `path`; the answer once its headers arrived.
+
+        `timeout`: seconds to the answer's headers, connecting included (TimeoutError).
+        """
+        deadline = self.loop.time() + timeout if timeout else None
         data = b"".join((
             self._head(path), b"X-Request-Id: ", request_id.encode(), b"\r\nContent-Length: ",
             str(len(body)).encode(), b"\r\n\r\n", body,
         ))
         conn = self._take_idle()
         if conn is None:
-            conn = await self._connect()
-        return await conn.request(data)
+            if deadline is None:
+                conn = await self._connect()
+            else:
+                async with asyncio.timeout_at(deadline):
+                    conn = await self._connect()
+        return await conn.request(data, deadline)
 
     def _take_idle(self) -> UpstreamConnection | None:
         idle = self._idle
