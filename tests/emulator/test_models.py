@@ -92,3 +92,21 @@ def test_delete_removes_a_model(emu):
     assert "qwen2.5:7b" not in [m["name"] for m in raw(emu.url, "GET", "/api/tags").json()["models"]]
     missing = raw(emu.url, "DELETE", "/api/delete", {"model": "qwen2.5:7b"})
     assert (missing.status, missing.json()) == (404, {"error": "model 'qwen2.5:7b' not found"})
+
+
+def test_copy_installs_the_destination(emu):
+    assert raw(emu.url, "POST", "/api/copy", {"source": "llama3.2", "destination": "my/llama:v1"}).status == 200
+    names = [m["name"] for m in raw(emu.url, "GET", "/api/tags").json()["models"]]
+    assert "my/llama:v1" in names
+    missing = raw(emu.url, "POST", "/api/copy", {"source": "ghost", "destination": "x"})
+    assert (missing.status, missing.json()) == (404, {"error": 'model "ghost" not found'})
+    invalid = raw(emu.url, "POST", "/api/copy", {"source": "llama3.2", "destination": "a//b"})
+    assert invalid.json() == {"error": 'destination "a//b" is invalid'}
+
+
+def test_namespaced_model_is_unreachable_on_v1_models_path(emu):
+    raw(emu.url, "POST", "/api/copy", {"source": "llama3.2", "destination": "user/model"})
+    reply = raw(emu.url, "GET", "/v1/models/user/model")
+    assert (reply.status, reply.body) == (404, b"404 page not found")
+    owned = raw(emu.url, "GET", "/v1/models").json()["data"]
+    assert {"id": "user/model:latest", "owned_by": "user"}.items() <= next(m for m in owned if m["id"] == "user/model:latest").items()
