@@ -15,7 +15,7 @@ from router.emulator.errors import ApiError
 from router.emulator.gate import Gate
 from router.emulator.state import Emulator
 from router.emulator.store import ModelInfo, ModelStore
-from router.emulator.text import answer_tokens, apply_stop, thinking_tokens
+from router.emulator.text import answer_tokens, apply_stop, structured_tokens, thinking_tokens
 
 _FLOAT_OPTIONS = frozenset(
     "temperature top_p min_p typical_p repeat_penalty presence_penalty frequency_penalty".split()
@@ -172,17 +172,21 @@ def plan_answer(
     *,
     think: bool = False,
     answer: bool = True,
+    fmt: object = None,
 ) -> tuple[tuple[str, ...], int, str]:
     """(tokens, how many of them are reasoning, done_reason).
 
     Seeded reasoning first (half an answer's length) when `think`, then the
     seeded answer cut at stop sequences (none when `answer` is False: a tool
-    call replaces it); num_predict caps the whole.
+    call replaces it), as JSON when a `format` asks for structured output;
+    num_predict caps the whole.
     """
     seed = options.get("seed")
     count = emulator.config.response_tokens
     reasoning = thinking_tokens(info.key, prompt_key, seed, max(1, count // 2)) if think else ()
     tokens = answer_tokens(info.key, prompt_key, seed, count) if answer else ()
+    if answer and fmt:
+        tokens = structured_tokens(tokens, fmt)
     stops = options.get("stop")
     if stops:
         tokens = apply_stop(tokens, stops)

@@ -115,7 +115,7 @@ class NativeApi:
             system = body.get("system") or ""
             tokens, thinking, reason = plan_answer(
                 self.emulator, info, f"{system}\x1e{prompt}", options, num_predict(options),
-                think=thinks(info, body.get("think")),
+                think=thinks(info, body.get("think")), fmt=body.get("format"),
             )
             job = Job(info, keep_alive, prompt_token_count([system, prompt]), tokens, reason, fault, options, thinking)
             with_context = not body.get("raw")
@@ -186,7 +186,7 @@ class NativeApi:
             tool_calls = plan_tool_calls(body.get("tools"), messages)
             tokens, thinking, reason = plan_answer(
                 self.emulator, info, prompt_key, options, num_predict(options),
-                think=thinks(info, body.get("think")), answer=tool_calls is None,
+                think=thinks(info, body.get("think")), answer=tool_calls is None, fmt=body.get("format"),
             )
             job = Job(info, keep_alive, prompt_tokens, tokens, reason, fault, options, thinking, tool_calls)
             if not streaming:

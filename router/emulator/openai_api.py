@@ -70,6 +70,20 @@ def _options(body: dict[str, Any]) -> dict[str, Any]:
     return options
 
 
+def _native_format(response_format: object) -> object:
+    """response_format -> native `format`: json_object -> "json", json_schema -> its schema."""
+    if not isinstance(response_format, dict):
+        return None
+    kind = response_format.get("type")
+    if kind == "json_object":
+        return "json"
+    if kind == "json_schema":
+        schema = response_format.get("json_schema")
+        if isinstance(schema, dict) and isinstance(schema.get("schema"), dict):
+            return schema["schema"]
+    return None
+
+
 def _limit(body: dict[str, Any]) -> int | None:
     value = body.get("max_tokens")
     return int(value) if isinstance(value, int) and value > 0 else None
@@ -152,7 +166,8 @@ class OpenAIApi:
             )
             calls = plan_tool_calls(body.get("tools"), messages)
             tokens, thinking, reason = plan_answer(
-                self.emulator, info, prompt_key, options, _limit(body), think=thinks(info, think), answer=calls is None
+                self.emulator, info, prompt_key, options, _limit(body), think=thinks(info, think),
+                answer=calls is None, fmt=_native_format(body.get("response_format")),
             )
             job = Job(info, None, prompt_token_count(texts, messages=len(texts)), tokens, reason, fault,
                       None, thinking, calls)

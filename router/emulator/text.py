@@ -7,6 +7,7 @@ the `seed` option. Nothing here sleeps; pacing belongs to the engine.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import random
 import re
@@ -115,3 +116,35 @@ def apply_stop(tokens: tuple[str, ...], stops: list[str]) -> tuple[str, ...]:
         kept.append(token)
         length += len(token)
     return tuple(kept)
+
+
+_JSON_PIECE_RE = re.compile(r'\s*(?:"(?:[^"\\]|\\.)*"|[^\s"]+)')
+_SCHEMA_PLACEHOLDERS: dict[str, object] = {"integer": 1, "number": 1.5, "boolean": True, "array": [], "null": None}
+
+
+def _from_schema(schema: dict[str, object], text: str) -> object:
+    """A value that satisfies the simple JSON schemas clients send for structured output."""
+    kind = schema.get("type")
+    enum = schema.get("enum")
+    if isinstance(enum, list) and enum:
+        return enum[0]
+    if kind == "object" or "properties" in schema:
+        properties = schema.get("properties")
+        if not isinstance(properties, dict):
+            return {"response": text}
+        return {
+            name: _from_schema(spec if isinstance(spec, dict) else {}, text) for name, spec in properties.items()
+        }
+    if kind == "array":
+        items = schema.get("items")
+        return [_from_schema(items, text)] if isinstance(items, dict) else []
+    if isinstance(kind, str) and kind in _SCHEMA_PLACEHOLDERS:
+        return _SCHEMA_PLACEHOLDERS[kind]
+    return text
+
+
+def structured_tokens(answer: tuple[str, ...], fmt: object) -> tuple[str, ...]:
+    """The answer as JSON (format "json" or a JSON schema), split into token-sized pieces."""
+    text = "".join(answer)
+    value = _from_schema(fmt, text) if isinstance(fmt, dict) else {"response": text}
+    return tuple(_JSON_PIECE_RE.findall(json.dumps(value)))

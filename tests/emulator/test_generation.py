@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import ollama
+import openai
 import pytest
 
 from tests.emulator.conftest import raw
@@ -183,3 +185,21 @@ def test_ollama_client_raises_response_error(emu):
     with pytest.raises(ollama.ResponseError) as caught:
         ollama.Client(host=emu.url).chat(model="missing-model", messages=[{"role": "user", "content": "x"}])
     assert caught.value.status_code == 404
+
+
+def test_format_json_gives_json_text(emu):
+    client = ollama.Client(host=emu.url)
+    plain = json.loads(client.generate(model="llama3.2", prompt="x", format="json").response)
+    assert list(plain) == ["response"] and plain["response"]
+    schema = {"type": "object", "properties": {"city": {"type": "string"}, "temp": {"type": "number"},
+                                               "sky": {"enum": ["clear", "cloudy"]}}, "required": ["city"]}
+    shaped = json.loads(client.chat(model="llama3.2", messages=[{"role": "user", "content": "x"}], format=schema).message.content)
+    assert list(shaped) == ["city", "temp", "sky"] and shaped["temp"] == 1.5 and shaped["sky"] == "clear"
+
+
+def test_openai_response_format(emu):
+    sdk = openai.OpenAI(base_url=emu.url + "/v1", api_key="x", max_retries=0)
+    reply = sdk.chat.completions.create(
+        model="llama3.2", messages=[{"role": "user", "content": "x"}], response_format={"type": "json_object"}
+    )
+    assert "response" in json.loads(reply.choices[0].message.content)
