@@ -90,14 +90,20 @@ async def _serve(config: EmulatorConfig) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Serve until SIGINT/SIGTERM."""
+    """Serve until SIGINT/SIGTERM; 1 when the address cannot be bound."""
     config = config_from_args(args)
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency off Windows
-        asyncio.run(_serve(config))
+        runner = asyncio.run
     else:
-        uvloop.run(_serve(config))
+        runner = uvloop.run
+    try:
+        runner(_serve(config))
+    except OSError as exc:
+        print(f"ollama-router emulate: cannot listen on {config.host}:{config.port}: {exc.strerror or exc}",
+              file=sys.stderr)
+        return 1
     return 0
 
 

@@ -108,3 +108,14 @@ def test_cli_has_the_emulate_command():
     for flag in ("--model", "--embedding-model", "--load-time", "--tokens-per-second", "--num-parallel",
                  "--max-queue", "--max-loaded-models", "--keep-alive", "--version", "--no-pull"):
         assert flag in result.stdout
+
+
+def test_port_in_use_exits_1_with_a_message():
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "router.emulator", "--port", str(port)], capture_output=True, text=True, timeout=30
+        )
+    assert result.returncode == 1 and f"cannot listen on 127.0.0.1:{port}" in result.stderr
