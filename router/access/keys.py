@@ -148,8 +148,14 @@ def _allowlist(entry: KeyEntry, catalog: Catalog, path: str | Path) -> Callable[
 class KeyStore:
     """The keys of one keys file, checked against the catalog at load."""
 
+    CACHE_SIZE = 1024
+
     def __init__(self, keys: list[ApiKey]) -> None:
         self.keys = keys
+        # keys already verified, by the presented string: one dict lookup per request
+        # instead of a hash and a compare per stored key. Only valid keys enter, so
+        # guessing cannot fill it, and a hit tells a caller nothing its 200 does not.
+        self._verified: dict[str, ApiKey] = {}
 
     @classmethod
     def load(cls, path: str | Path, catalog: Catalog) -> "KeyStore":
@@ -164,8 +170,17 @@ class KeyStore:
         return cls(loaded)
 
     def find(self, presented: str) -> ApiKey | None:
-        """The key whose hash matches; every stored hash is compared in constant time."""
-        digest = hashlib.sha256(presented.encode("utf-8", "surrogateescape")).digest()
+        """The key whose sha256 matches (compared in constant time with every stored hash), or None."""
+        known = self._verified.get(presented)
+        if known is not None:
+            return known
+        found = self._search(presented)
+        if found is not None and len(self._verified) < self.CACHE_SIZE:
+            self._verified[presented] = found
+        return found
+
+    def _search(self, presented: str) -> ApiKey | None:
+        digest = hashlib.sha256(presented.encode("utf-8", "surrogatepass")).digest()
         found = None
         for key in self.keys:
             if hmac.compare_digest(key.digest, digest):

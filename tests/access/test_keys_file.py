@@ -114,7 +114,9 @@ def test_the_store_finds_a_key_by_its_hash_and_resolves_its_allowlist(tmp_path: 
     assert found.model_allowed(cat.resolve("llama3.2:3b"))  # type: ignore[arg-type]
     assert not found.model_allowed(cat.resolve("qwen2.5:7b"))  # type: ignore[arg-type]
     assert store.find("secreT") is None and store.find("") is None
-    assert store.find("\udcff") is None  # undecodable header bytes do not crash
+    assert store.find("\udcff") is None and store.find("\ud800") is None  # undecodable header bytes do not crash
+    assert store.find("secret") is found  # verified once, then looked up
+    assert "secret" in store._verified and "secreT" not in store._verified  # wrong guesses are never cached
 
 
 @pytest.mark.parametrize(
