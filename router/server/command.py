@@ -10,7 +10,7 @@ from typing import Any
 import structlog
 from pydantic import ValidationError
 
-from router.access.keys import KeysFileError
+from router.access.keys import KeysFileError, KeyStore
 from router.catalog.command import load_or_report
 from router.logs import configure_logging
 from router.provision.pull import pull_before_preload
@@ -58,6 +58,12 @@ def run(args: argparse.Namespace) -> int:
         return 1
     configure_logging(settings.log_format, settings.log_level)
     catalog = result.catalog
+    if settings.api_keys_file:
+        try:  # once, before any worker starts
+            KeyStore.load(settings.api_keys_file, catalog)
+        except KeysFileError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
 
     async def main(reuse_port: bool = False) -> int:
         try:
