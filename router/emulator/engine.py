@@ -64,7 +64,6 @@ class Job:
     loaded_ns: int = 0
     eval_start_ns: int = 0
 
-
     def thinking_text(self) -> str:
         return "".join(self.tokens[: self.thinking])
 

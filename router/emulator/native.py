@@ -117,7 +117,10 @@ class NativeApi:
                 self.emulator, info, f"{system}\x1e{prompt}", options, num_predict(options),
                 think=thinks(info, body.get("think")), fmt=body.get("format"),
             )
-            job = Job(info, keep_alive, prompt_token_count([system, prompt]), tokens, reason, fault, options, thinking)
+            job = Job(
+                info, keep_alive, prompt_token_count([system, prompt]), tokens, reason, fault,
+                options=options, thinking=thinking,
+            )
             with_context = not body.get("raw")
             if not streaming:
                 await self.engine.complete(job)
@@ -188,7 +191,10 @@ class NativeApi:
                 self.emulator, info, prompt_key, options, num_predict(options),
                 think=thinks(info, body.get("think")), answer=tool_calls is None, fmt=body.get("format"),
             )
-            job = Job(info, keep_alive, prompt_tokens, tokens, reason, fault, options, thinking, tool_calls)
+            job = Job(
+                info, keep_alive, prompt_tokens, tokens, reason, fault,
+                options=options, thinking=thinking, tool_calls=tool_calls,
+            )
             if not streaming:
                 await self.engine.complete(job)
                 message = assistant_message(job.content_text(), job.thinking_text(), job.tool_calls)
@@ -262,7 +268,7 @@ class NativeApi:
         counts = [count_tokens(text) for text in inputs]
         if body.get("truncate") is False and max(counts) > info.context_length:
             raise ApiError(400, "the input length exceeds the context length")
-        job = Job(info, keep_alive, sum(counts), (), "stop", fault, options)
+        job = Job(info, keep_alive, sum(counts), (), "stop", fault, options=options)
         await self.engine.complete(job)
         dimensions = body.get("dimensions")
         cut = dimensions if isinstance(dimensions, int) and dimensions > 0 else None
@@ -312,7 +318,7 @@ class NativeApi:
             if not prompt:
                 await self.engine.load_only(info, keep_alive, fault, options)
                 return native_json({"embedding": []})
-            job = Job(info, keep_alive, count_tokens(prompt), (), "stop", fault, options)
+            job = Job(info, keep_alive, count_tokens(prompt), (), "stop", fault, options=options)
             await self.engine.complete(job)
             # The legacy endpoint returns the raw, un-normalised vector (6.2).
             return native_json({"embedding": raw_vector(info.key, prompt, info.embedding_length)})

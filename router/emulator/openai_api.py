@@ -169,8 +169,11 @@ class OpenAIApi:
                 self.emulator, info, prompt_key, options, _limit(body), think=thinks(info, think),
                 answer=calls is None, fmt=_native_format(body.get("response_format")),
             )
-            job = Job(info, None, prompt_token_count(texts, messages=len(texts)), tokens, reason, fault,
-                      None, thinking, calls)
+            # /v1 requests carry no keep_alive (10) and no native options.
+            job = Job(
+                info, None, prompt_token_count(texts, messages=len(texts)), tokens, reason, fault,
+                thinking=thinking, tool_calls=calls,
+            )
             chat_id = f"chatcmpl-{int(random.random() * 999)}"
             if body.get("stream") is not True:
                 await self.engine.complete(job)
