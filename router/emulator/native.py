@@ -6,18 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
-from router.emulator.common import (
-    check_options,
-    check_think,
-    check_top_logprobs,
-    keep_alive_of,
-    lookup,
-    note_model,
-    num_predict,
-    plan_answer,
-    resolve,
-    thinks,
-)
+from router.emulator.answers import plan_answer, thinks
 from router.emulator.config import NEW_CHAT_NOT_FOUND_SINCE, EmulatorConfig
 from router.emulator.decode import BOOL, INT, OBJECT, STRING, go_kind, read_json
 from router.emulator.engine import Job
@@ -28,6 +17,16 @@ from router.emulator.streaming import Framing, stream_job
 from router.emulator.text import context_ids, count_tokens, prompt_token_count, raw_vector, unit_vector
 from router.emulator.times import created_at
 from router.emulator.tools import plan_tool_calls
+from router.emulator.validation import (
+    check_options,
+    check_think,
+    check_top_logprobs,
+    keep_alive_of,
+    lookup,
+    note_model,
+    num_predict,
+    resolve,
+)
 from router.wire import NDJSON
 
 GENERATE_TYPES = {

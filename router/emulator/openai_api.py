@@ -14,7 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from router.catalog.names import InvalidModelName, parse_model_name
-from router.emulator.common import check_think, lookup, note_model, plan_answer, thinks
+from router.emulator.answers import plan_answer, thinks
 from router.emulator.decode import BOOL, INT, OBJECT, STRING, go_type_name, read_json
 from router.emulator.engine import Job
 from router.emulator.errors import ApiError
@@ -24,6 +24,7 @@ from router.emulator.state import Emulator
 from router.emulator.streaming import Framing, stream_job
 from router.emulator.text import prompt_token_count
 from router.emulator.tools import openai_tool_calls, plan_tool_calls
+from router.emulator.validation import check_think, lookup, note_model
 from router.wire import SSE
 
 FINGERPRINT = "fp_ollama"

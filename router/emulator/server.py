@@ -20,7 +20,6 @@ from aiohttp import web
 
 from router.emulator.admin import AdminApi
 from router.emulator.catalog_api import CatalogApi
-from router.emulator.common import counted, guarded
 from router.emulator.config import EmulatorConfig
 from router.emulator.cors import Cors
 from router.emulator.gate import Gate
@@ -28,6 +27,7 @@ from router.emulator.hosts import HostCheck, is_loopback_bind
 from router.emulator.native import NativeApi
 from router.emulator.openai_api import OpenAIApi
 from router.emulator.state import Emulator
+from router.emulator.wrappers import counted, guarded
 from router.wire import TEXT
 
 __all__ = ["EMULATOR_KEY", "EmulatorConfig", "RunningEmulator", "create_app", "run_emulator"]

@@ -1,21 +1,14 @@
-"""Validation shared by the native and OpenAI handlers (ollama-api.md 4.6, 7.1, 9)."""
+"""Request validation and model lookup shared by the native and OpenAI handlers (4.6, 7.1, 9)."""
 
 from __future__ import annotations
 
-import asyncio
-import functools
-from collections.abc import Awaitable, Callable
 from typing import Any
-
-from aiohttp import web
 
 from router.catalog.durations import InvalidDuration, parse_keep_alive
 from router.catalog.names import InvalidModelName, display_name
 from router.emulator.errors import ApiError
-from router.emulator.gate import Gate
 from router.emulator.state import Emulator
 from router.emulator.store import ModelInfo, ModelStore
-from router.emulator.text import answer_tokens, apply_stop, structured_tokens, thinking_tokens
 
 _FLOAT_OPTIONS = frozenset(
     "temperature top_p min_p typical_p repeat_penalty presence_penalty frequency_penalty".split()
@@ -26,45 +19,6 @@ _INT_OPTIONS = frozenset(
 )
 _BOOL_OPTIONS = frozenset({"use_mmap"})
 THINK_LEVELS = ("high", "medium", "low", "max")
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def guarded(handler: Handler, gate: Gate) -> Handler:
-    """CORS and the Host check (8.1, 8.2) as a handler wrapper (cheaper than a middleware)."""
-
-    @functools.wraps(handler)
-    async def wrapper(request: web.Request) -> web.StreamResponse:
-        early = gate.check(request)
-        if early is not None:
-            return early
-        return await handler(request)
-
-    return wrapper
-
-
-def counted(emulator: Emulator, handler: Handler, gate: Gate) -> Handler:
-    """Wrap a model endpoint so /_emulator/stats sees it (see stats.py for the rules),
-    with the gate folded in to keep one wrapper on the hot path."""
-    stats = emulator.stats
-
-    @functools.wraps(handler)
-    async def wrapper(request: web.Request) -> web.StreamResponse:
-        early = gate.check(request)
-        if early is not None:
-            return early
-        stats.requests += 1
-        stats.in_flight += 1
-        try:
-            return await handler(request)
-        except asyncio.CancelledError:
-            stats.cancelled += 1
-            raise
-        finally:
-            stats.in_flight -= 1
-
-    return wrapper
-
 
 def keep_alive_of(body: dict[str, Any]) -> float | None:
     """The request's keep_alive in seconds (inf = forever), None when not set."""
@@ -156,42 +110,3 @@ def num_predict(options: dict[str, Any]) -> int | None:
     if isinstance(value, (int, float)) and value > 0:
         return int(value)
     return None
-
-
-def thinks(info: ModelInfo, think: object) -> bool:
-    """Thinking-capable models think unless told not to (think false / effort none)."""
-    return info.thinking and think is not False
-
-
-def plan_answer(
-    emulator: Emulator,
-    info: ModelInfo,
-    prompt_key: str,
-    options: dict[str, Any],
-    limit: int | None,
-    *,
-    think: bool = False,
-    answer: bool = True,
-    fmt: object = None,
-) -> tuple[tuple[str, ...], int, str]:
-    """(tokens, how many of them are reasoning, done_reason).
-
-    Seeded reasoning first (half an answer's length) when `think`, then the
-    seeded answer cut at stop sequences (none when `answer` is False: a tool
-    call replaces it), as JSON when a `format` asks for structured output;
-    num_predict caps the whole.
-    """
-    seed = options.get("seed")
-    count = emulator.config.response_tokens
-    reasoning = thinking_tokens(info.key, prompt_key, seed, max(1, count // 2)) if think else ()
-    tokens = answer_tokens(info.key, prompt_key, seed, count) if answer else ()
-    if answer and fmt:
-        tokens = structured_tokens(tokens, fmt)
-    stops = options.get("stop")
-    if stops:
-        tokens = apply_stop(tokens, stops)
-    if reasoning:
-        tokens = reasoning + tokens
-    if limit is not None and limit < len(tokens):
-        return tokens[:limit], min(len(reasoning), limit), "length"
-    return tokens, len(reasoning), "stop"
