@@ -12,6 +12,7 @@ import signal
 import sys
 from typing import Any
 
+from router.catalog.names import InvalidModelName, parse_model_name
 from router.emulator.config import EmulatorConfig
 from router.emulator.envconfig import env, env_int, parse_ollama_host
 
@@ -90,8 +91,14 @@ async def _serve(config: EmulatorConfig) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Serve until SIGINT/SIGTERM; 1 when the address cannot be bound."""
+    """Serve until SIGINT/SIGTERM; 1 when the address cannot be bound, 2 for a bad model name."""
     config = config_from_args(args)
+    for name in config.models + config.embedding_models:
+        try:
+            parse_model_name(name)
+        except InvalidModelName as exc:
+            print(f"ollama-router emulate: invalid model name {name!r}: {exc}", file=sys.stderr)
+            return 2
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency off Windows

@@ -119,3 +119,11 @@ def test_port_in_use_exits_1_with_a_message():
             [sys.executable, "-m", "router.emulator", "--port", str(port)], capture_output=True, text=True, timeout=30
         )
     assert result.returncode == 1 and f"cannot listen on 127.0.0.1:{port}" in result.stderr
+
+
+def test_bad_model_name_exits_2():
+    result = subprocess.run(
+        [sys.executable, "-m", "router.emulator", "--port", "0", "--model", "bad name"],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert result.returncode == 2 and "invalid model name 'bad name'" in result.stderr
