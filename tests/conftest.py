@@ -7,9 +7,21 @@
 
 `emulator(**fields)` takes any EmulatorConfig field (models, embedding_models,
 load_time, tokens_per_second, num_parallel, max_queue, max_loaded_models,
-keep_alive, version, allow_pull, response_tokens, context_length, pull_time)
-and listens on a free loopback port. Everything started is closed (processes
-by PID) when the test ends. `ollama_emulator` is a ready default instance.
+keep_alive, version, allow_pull, response_tokens, context_length, pull_time,
+check_host, origins) and listens on a free loopback port. Defaults: models
+llama3.2 and qwen2.5:7b, embedding model nomic-embed-text, no delays.
+
+The in-process flavour runs on its own event loop in a thread: sync clients
+(ollama.Client, openai.OpenAI) and async ones on the test's loop both work,
+and `emu.state` exposes the live scheduler/store/stats. It shares the GIL with
+the test, so timing-sensitive or load tests should use `subprocess=True`
+(also the one to SIGKILL: `emu.kill()`). Control calls (`stats()`,
+`add_fault()`, `faults()`, `clear_faults()`) are blocking HTTP, safe from
+async tests because the emulator never runs on the test's loop.
+
+Everything started is closed (processes by PID) when the test ends.
+`ollama_emulator` is a ready default instance. Fault and stats semantics:
+router/emulator/README.md.
 """
 
 from __future__ import annotations
