@@ -8,6 +8,7 @@ is open and says so at start.
 from __future__ import annotations
 
 import ipaddress
+import math
 from collections.abc import Awaitable, Callable
 
 import structlog
@@ -45,7 +46,7 @@ def auth_middleware(store: KeyStore) -> Middleware:
         elif key.bucket is not None:
             wait = key.bucket.take()
             if wait:
-                raise TooManyRequests(f"rate limit of key '{key.name}' exceeded; retry in {wait:.1f}s", retry_after=wait)
+                raise TooManyRequests(f"rate limit of key '{key.name}' exceeded; retry in {wait:.1f}s", retry_after=math.ceil(wait))
         if key.model_allowed is not None:
             request[MODEL_ALLOWED] = key.model_allowed
         return await handler(request)
