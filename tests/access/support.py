@@ -34,6 +34,7 @@ KEY_SPECS: dict[str, list[str]] = {
     "admin": ["--admin"],
     "team": ["--models", "gpt-4o-mini"],  # an alias: allows llama3.2:3b under every name
     "limited": ["--rate-limit", "1", "--burst", "2"],
+    "fast": ["--rate-limit", "120", "--burst", "1"],  # a token every 0.5 s
     "other": [],
     "meter": [],
 }

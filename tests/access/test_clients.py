@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import ollama
 import openai
 import pytest
@@ -106,6 +108,16 @@ async def test_rate_limit_is_429_with_retry_after_and_other_keys_are_unaffected(
     # another key is unaffected, with either client
     assert (await keyed.openai("other").chat.completions.create(model=LLAMA, messages=MESSAGES)).choices
     assert (await keyed.ollama("other").chat(model=LLAMA, messages=MESSAGES)).message.content
+
+
+async def test_a_limited_key_is_served_again_once_its_bucket_refills(keyed: Keyed) -> None:
+    client = keyed.ollama("fast")
+    await client.generate(model=LLAMA, prompt="hi")
+    with pytest.raises(ollama.ResponseError) as caught:
+        await client.generate(model=LLAMA, prompt="hi")
+    assert caught.value.status_code == 429
+    await asyncio.sleep(0.6)
+    assert (await client.generate(model=LLAMA, prompt="hi")).response
 
 
 @pytest.mark.parametrize("path", ["/metrics", "/router/status"])
