@@ -17,6 +17,7 @@ from router.fleet.state import UP, Fleet
 from router.server.metrics import RouterMetrics, tail_stats
 from router.server.proxy import Record
 from tests.access.support import CATALOG, LLAMA, MESSAGES, QWEN, Keyed, parse_metrics, sample
+from tests.harness import router_fleet
 
 P = "ollama_router_"
 
@@ -128,3 +129,31 @@ def test_the_grafana_dashboard_uses_only_exported_metrics() -> None:
     metrics.observe(_served(tail=b'"load_duration":9000000000,"prompt_eval_count":1,"eval_count":1,"eval_duration":1', fallback_from=QWEN), 200, "ollama", "application/x-ndjson", 1.0)
     exported = {s.name for family in metrics.registry.collect() for s in family.samples} | {f.name for f in metrics.registry.collect()}
     assert used and used <= exported, used - exported
+
+
+FALLBACK_CATALOG = """
+version: 1
+containers:
+  a: {gpus: [0], port: 1}
+  q: {gpus: [1], port: 2}
+models:
+  llama3.2:3b: {containers: [a], fallback: [qwen2.5:7b]}
+  qwen2.5:7b: {containers: [q]}
+"""
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_a_fallback_is_counted_as_it_happens() -> None:
+    async with router_fleet(FALLBACK_CATALOG, settings={"failure_threshold": 5}) as fleet:
+        async def scrape() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+            async with fleet.session.get(fleet.url + "/metrics") as response:  # open: no keys file
+                return parse_metrics(await response.text())
+
+        before = await scrape()
+        await fleet.backends["a"].add_fault("busy", count=1)
+        async with fleet.session.post(fleet.url + "/api/generate", json={"model": LLAMA, "prompt": "hi", "stream": False}) as response:
+            assert response.status == 200 and response.headers["X-Router-Model"] == QWEN
+        after = await scrape()
+    labels = {"from": LLAMA, "to": QWEN, "reason": "http_503"}
+    assert sample(after, P + "fallbacks_total", **labels) - sample(before, P + "fallbacks_total", **labels) == 1
+    assert sample(after, P + "requests_total", model=QWEN, container="q", status="200", api="ollama") == 1
