@@ -32,8 +32,11 @@ def limits_middleware(max_body_bytes: int, body_timeout: float, log_bodies: bool
             if length is not None and length > max_body_bytes:
                 raise BodyTooLarge(too_large)
             try:
-                async with asyncio.timeout(body_timeout):
+                if request.content.is_eof():  # the whole body came with the headers: nothing to wait for
                     body = await request.read()
+                else:
+                    async with asyncio.timeout(body_timeout):
+                        body = await request.read()
             except TimeoutError:
                 raise RequestTimeout(f"request body not received within {body_timeout:g}s") from None
             except web.HTTPRequestEntityTooLarge:
