@@ -34,6 +34,44 @@ class IsoTimeStamper:
         return event_dict
 
 
+class JsonAccessLine:
+    """The per-request access line, rendered exactly as the JSON configuration
+    would (same keys, same order, same file), without structlog's generic
+    pipeline: a third of the cost, on a line every request writes."""
+
+    __slots__ = ("file", "processors", "stamper", "worker")
+
+    def __init__(self, file: Any, processors: list[structlog.types.Processor], worker: int | None) -> None:
+        self.file = file
+        self.processors = processors
+        self.worker = worker
+        self.stamper = IsoTimeStamper()
+
+    def emit(self, fields: dict[str, Any]) -> bool:
+        """False when structlog was configured otherwise since (tests capturing logs)."""
+        if structlog.get_config()["processors"] is not self.processors:
+            return False
+        event = {**fields, "event": "request"}
+        if self.worker is not None:
+            event["worker"] = self.worker
+        event["level"] = "info"
+        self.stamper(None, "info", event)
+        self.file.write(orjson.dumps(event) + b"\n")
+        self.file.flush()
+        return True
+
+
+_json_access: JsonAccessLine | None = None
+
+
+def log_access(logger: Any, fields: dict[str, Any]) -> None:
+    """One access line (`event: request`) with `fields`, through `logger` unless
+    the JSON fast path applies."""
+    fast = _json_access
+    if fast is None or not fast.emit(fields):
+        logger.info("request", **fields)
+
+
 def _add_worker(worker: int) -> structlog.types.Processor:
     def add(logger: Any, method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
         event_dict["worker"] = worker
@@ -57,6 +95,8 @@ def configure_logging(fmt: str = "json", level: str = "info", *, worker: int | N
     else:
         processors.append(structlog.processors.JSONRenderer(serializer=orjson.dumps))
         factory = structlog.BytesLoggerFactory(sys.stderr.buffer)
+    global _json_access
+    _json_access = JsonAccessLine(sys.stderr.buffer, processors, worker) if fmt != "console" and level_no <= logging.INFO else None
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(level_no),

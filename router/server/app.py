@@ -20,6 +20,7 @@ from router.fleet.balancer import Balancer
 from router.fleet.health import HealthMonitor
 from router.fleet.keepwarm import KeepWarm
 from router.fleet.state import Fleet
+from router.logs import log_access
 from router.server import admin, ollama_api, openai_api
 from router.server.context import RECORD, SERVICES, Services
 from router.server.errors import (
@@ -123,7 +124,7 @@ def _log(record: Record, status: int, response: web.StreamResponse | None = None
         "error": record.error,
         "key": record.key_name,  # the API key's name, never the key
     }
-    access_log.info("request", **{k: v for k, v in fields.items() if v is not None})
+    log_access(access_log, {k: v for k, v in fields.items() if v is not None})
 
 
 def build_services(catalog: Catalog, settings: RouterSettings) -> Services:

@@ -115,6 +115,7 @@ class Proxy:
         self.stream_failures = 0
         self.fallbacks = 0
         self.connect_timeout = connect_timeout
+        self._plans: dict[str, list[Model]] = {}
         self._pools: dict[str, UpstreamPool] = {}  # by container: keep-alive connections of the hot path
 
     def close(self) -> None:
@@ -124,11 +125,15 @@ class Proxy:
         self._pools.clear()
 
     def plan(self, model: Model) -> list[Model]:
-        plan = [model]
-        for tag in model.fallback:
-            target = self.catalog.resolve(tag)
-            if target is not None and target not in plan:
-                plan.append(target)
+        """The model, then its fallbacks (computed once per model: the catalog never changes)."""
+        plan = self._plans.get(model.tag)
+        if plan is None:
+            plan = [model]
+            for tag in model.fallback:
+                target = self.catalog.resolve(tag)
+                if target is not None and target not in plan:
+                    plan.append(target)
+            self._plans[model.tag] = plan
         return plan
 
     async def forward(
