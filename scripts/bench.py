@@ -675,7 +675,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--streams", type=int, default=None, help="streams held at once (default 1000; quick 100)")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64], help="non-streamed levels")
     parser.add_argument("--stream-concurrency", type=int, nargs="+", default=[1, 64], help="streaming levels")
-    parser.add_argument("--stream-tokens", type=int, default=10, help="tokens per measured stream (default 10, at 50/s)")
+    parser.add_argument("--stream-tokens", type=int, default=6, help="tokens per measured stream (default 6, at 50/s: more streams, more TTFT samples)")
     parser.add_argument("--hold-tps", type=float, default=5.0, help="tokens/s of the held streams (default 5)")
     parser.add_argument("--hold-tokens", type=int, default=None, help="tokens per held stream (default 15; quick 5)")
     parser.add_argument("--workers", type=int, default=1, help="router worker processes (serve --workers)")
