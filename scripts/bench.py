@@ -31,6 +31,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -412,6 +413,52 @@ async def hold_streams(urls: list[str], count: int, watch_pid: int | None) -> di
     return result
 
 
+# profile ------------------------------------------------------------------------------
+
+
+def profile_router(pid: int, url: str, script: Path, out: Path, seconds: float = 6.0) -> Path | None:
+    """py-spy samples of the router under non-streamed load at c16: what bounds it.
+
+    Writes a top-like table (own and total share per function) and, with
+    `py-spy record`'s own renderer, a flame graph next to it.
+    """
+    spy = shutil.which("py-spy") or str(Path(PYTHON).parent / "py-spy")
+    if not Path(spy).exists():
+        print("bench: py-spy not installed (pip install py-spy): no profile", file=sys.stderr)
+        return None
+    raw = out / "router-c16.raw"
+    load = subprocess.Popen(["wrk", "-t1", "-c16", f"-d{seconds + 2:g}s", "-s", str(script), url],
+                            stdout=subprocess.DEVNULL)
+    try:
+        time.sleep(1)
+        subprocess.run([spy, "record", "--pid", str(pid), "--rate", "200", "--duration", f"{seconds:g}",
+                        "--nonblocking", "--format", "raw", "--output", str(raw)],
+                       capture_output=True, check=False)
+    finally:
+        load.wait()
+    if not raw.exists():
+        return None
+    own: dict[str, int] = {}
+    total: dict[str, int] = {}
+    samples = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack:
+            continue
+        n = int(count)
+        samples += n
+        frames = [re.sub(r":\d+\)$", ")", frame) for frame in stack.split(";")]  # per function, not per line
+        own[frames[-1]] = own.get(frames[-1], 0) + n
+        for frame in set(frames):
+            total[frame] = total.get(frame, 0) + n
+    rows = [f"py-spy, router under wrk -c16 for {seconds:g} s: {samples} samples", "", "  %own  %total  function"]
+    for frame, n in sorted(own.items(), key=lambda item: -item[1])[:40]:
+        rows.append(f"{n / samples * 100:6.1f} {total[frame] / samples * 100:6.1f}  {frame}")
+    table = out / "router-c16-profile.txt"
+    table.write_text("\n".join(rows) + "\n")
+    return table
+
+
 # the run ------------------------------------------------------------------------------
 
 
@@ -636,6 +683,11 @@ async def amain(args: argparse.Namespace) -> int:
         cpu_start = cpu_seconds(router.pid)
         results = await bench.run()
         results["router_cpu_total_s"] = round(cpu_seconds(router.pid) - cpu_start, 2)
+        if args.profile and script is not None:
+            Path(args.out).mkdir(parents=True, exist_ok=True)
+            profile = profile_router(router.pid, router_url + "/v1/chat/completions", script, Path(args.out))
+            if profile is not None:
+                print(f"bench: router profile in {profile}", file=sys.stderr)
     finally:
         stack.stop()
     meta = {
@@ -681,6 +733,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=1, help="router worker processes (serve --workers)")
     parser.add_argument("--no-nginx", action="store_true", help="leave nginx out even when installed")
     parser.add_argument("--no-wrk", action="store_true", help="the aiohttp client even when wrk is installed")
+    parser.add_argument("--profile", action="store_true", help="after the measures, py-spy the router under c16 load (bench-results/router-c16-profile.txt)")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a floor is not met")
     parser.add_argument("--out", default=str(REPO / "bench-results"), help="where bench.json and bench.md go")
     args = parser.parse_args(argv)
