@@ -29,6 +29,7 @@ from yarl import URL
 
 HIGH_WATER = 256 * 1024  # buffered body bytes at which reading from the container pauses
 MAX_IDLE = 256  # idle keep-alive connections kept per container
+BIG_BODY = 64 * 1024  # request bodies above this are written without being copied into the head
 IDLE_TIMEOUT = 60.0  # seconds an idle connection is kept (aiohttp's keepalive_timeout in the session)
 
 
@@ -139,7 +140,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._headers: list[tuple[str, str]] = []
         self._paused = False
 
-    async def request(self, data: bytes, deadline: float | None) -> UpstreamResponse:
+    async def request(self, data: bytes | list[bytes], deadline: float | None) -> UpstreamResponse:
         """Send a whole request; the answer once its headers arrived, or TimeoutError
         at `deadline` (loop time). A timer handle, not `asyncio.timeout`: this runs
         on every request and the handle is a fraction of the cost."""
@@ -148,7 +149,10 @@ class UpstreamConnection(asyncio.Protocol):
         self.response = None
         waiter = self._waiter = self.loop.create_future()
         timer = self.loop.call_at(deadline, self._expire) if deadline is not None else None
-        self.transport.write(data)
+        if isinstance(data, list):
+            self.transport.writelines(data)
+        else:
+            self.transport.write(data)
         try:
             return await waiter
         except BaseException:
@@ -273,10 +277,11 @@ class UpstreamPool:
         `timeout`: seconds to the answer's headers, connecting included (TimeoutError).
         """
         deadline = self.loop.time() + timeout if timeout else None
-        data = b"".join((
+        head = b"".join((
             self._head(path), b"X-Request-Id: ", request_id.encode(), b"\r\nContent-Length: ",
-            str(len(body)).encode(), b"\r\n\r\n", body,
+            str(len(body)).encode(), b"\r\n\r\n",
         ))
+        data = head + body if len(body) <= BIG_BODY else [head, body]  # one write; no copy of a big body
         conn = self._take_idle()
         if conn is None:
             if deadline is None:
@@ -314,6 +319,7 @@ class UpstreamPool:
     def release(self, conn: UpstreamConnection, *, reusable: bool) -> None:
         if reusable and not conn.closed and len(self._idle) < MAX_IDLE:
             conn.response = None
+            conn.resume()  # an answer left unread past the high-water mark paused it
             conn.idle_since = time.monotonic()
             self._idle.append(conn)
         else:

@@ -220,3 +220,13 @@ async def test_router_answer_equals_the_emulators(emulated: RouterFleet, path: s
     assert _events(routed, routed_type) == _events(direct, direct_type)
     streamed = body.get("stream", path.startswith("/api/"))  # Ollama's API streams unless told not to
     assert (len(_events(routed, routed_type)) > 2) == streamed
+
+
+async def test_large_request_body_forwarded_as_sent(routed: Routed) -> None:
+    # Above the upstream client's copy threshold: head and body go out as two buffers.
+    content = "x" * 300_000
+    raw = orjson.dumps({"model": MODEL, "messages": [{"role": "user", "content": content}]})
+    async with routed.session.post(routed.url + "/api/chat", data=raw, headers={"Content-Type": "application/json"}) as response:
+        assert response.status == 200
+        await response.read()
+    assert [r for r in routed.scripted.received if r["path"] == "/api/chat"][-1]["body"] == raw
