@@ -38,6 +38,7 @@ log = structlog.get_logger("router.workers")
 
 RESTART_BACKOFF_S = 1.0
 STOP_TIMEOUT_S = 10.0
+START_GRACE_S = 10.0  # a worker exiting 1 sooner than this failed to start
 
 
 def reserve_port(host: str, port: int) -> socket.socket:
@@ -70,11 +71,13 @@ def supervise(workers: int, serve_worker: Callable[[int], int]) -> int:
     context = multiprocessing.get_context("fork")
     stopping = False
     procs: dict[int, BaseProcess] = {}
+    started: dict[int, float] = {}
 
     def start(index: int) -> None:
         proc = context.Process(target=_child, args=(serve_worker, index), name=f"router-worker-{index}", daemon=False)
         proc.start()
         procs[index] = proc
+        started[index] = time.monotonic()
         log.info("worker_started", worker=index, pid=proc.pid)
 
     def stop(signum: int, _frame: object) -> None:
@@ -85,17 +88,18 @@ def supervise(workers: int, serve_worker: Callable[[int], int]) -> int:
     try:
         for index in range(workers):
             start(index)
-        failed_fast = 0
+        failed_at_start = 0
         while not stopping:
             time.sleep(0.2)
             for index, proc in list(procs.items()):
                 if stopping or proc.is_alive():
                     continue
                 log.warning("worker_exited", worker=index, pid=proc.pid, exitcode=proc.exitcode)
-                if proc.exitcode == 1 and failed_fast >= 3:
-                    stopping = True  # a worker that cannot start (port, keys file): give up
-                    break
-                failed_fast += proc.exitcode == 1
+                if proc.exitcode == 1 and time.monotonic() - started[index] < START_GRACE_S:
+                    failed_at_start += 1
+                    if failed_at_start >= 3:
+                        stopping = True  # a worker that cannot start (port, keys file): give up
+                        break
                 time.sleep(RESTART_BACKOFF_S)
                 start(index)
     finally:

@@ -133,3 +133,31 @@ models:
     assert shared.containers["a"].num_parallel == 2  # ceil(4 / 3)
     assert shared.containers["b"].num_parallel == 1
     assert share_capacity(catalog, 1) is catalog
+
+
+async def test_a_worker_that_dies_is_started_again(emulator: EmulatorFactory, tmp_path: Path) -> None:
+    backend = emulator(models=[MODEL], embedding_models=[])
+    catalog = tmp_path / "catalog.yaml"
+    catalog.write_text(_catalog(backend.url))
+    port = free_port()
+    proc = _serve(catalog, port, tmp_path / "router.log", workers=2)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        await _wait_ready(url, proc)
+        before = _children(proc.pid)
+        os.kill(before[0], signal.SIGKILL)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            now = _children(proc.pid)
+            if len(now) == 2 and before[0] not in now:
+                break
+            await asyncio.sleep(0.1)
+        assert len(now) == 2 and before[0] not in now and before[1] in now
+        await _wait_ready(url, proc)
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as session:
+            for _ in range(10):
+                async with session.post(url + "/v1/chat/completions", json=CHAT) as response:
+                    assert response.status == 200
+    finally:
+        os.kill(proc.pid, signal.SIGTERM)
+        assert proc.wait(30) == 0
