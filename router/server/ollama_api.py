@@ -14,7 +14,7 @@ from router.catalog import Model
 from router.catalog.names import model_key
 from router.fleet.health import loaded_models
 from router.fleet.state import ContainerState
-from router.server.context import allowed, read_json, record_of, requested_model, services
+from router.server.context import MODEL_ALLOWED, allowed, read_json, record_of, requested_model, services
 
 LISTING_TIMEOUT = 1.5
 FALLBACK_VERSION = "0.0.0"
@@ -26,7 +26,8 @@ async def forward_by_model(request: web.Request) -> web.StreamResponse:
     fields = ("model", "name") if request.path == "/api/show" else ("model",)
     name_field, model = requested_model(request, payload, fields)
     return await services(request).proxy.forward(
-        request, record_of(request), request.path, payload, body, model, model_field=name_field
+        request, record_of(request), request.path, payload, body, model,
+        model_field=name_field, allowed=request.get(MODEL_ALLOWED),
     )
 
 

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from router import wire
 from router.catalog import Model
-from router.server.context import allowed, read_json, record_of, requested_model, services
+from router.server.context import MODEL_ALLOWED, allowed, read_json, record_of, requested_model, services
 from router.server.errors import ModelNotFound
 
 
@@ -17,7 +17,9 @@ async def forward_by_model(request: web.Request) -> web.StreamResponse:
     """POST /v1/chat/completions, /v1/completions, /v1/embeddings."""
     body, payload = await read_json(request)
     _, model = requested_model(request, payload)
-    return await services(request).proxy.forward(request, record_of(request), request.path, payload, body, model)
+    return await services(request).proxy.forward(
+        request, record_of(request), request.path, payload, body, model, allowed=request.get(MODEL_ALLOWED)
+    )
 
 
 def _model_entry(model: Model, model_id: str, created: int, alias_of: str | None = None) -> dict[str, Any]:

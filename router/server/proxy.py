@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -146,11 +147,15 @@ class Proxy:
         model: Model,
         *,
         model_field: str = "model",
+        allowed: Callable[[Model], bool] | None = None,
     ) -> web.StreamResponse:
+        """`allowed`: the caller's model allowlist; fallbacks outside it are skipped."""
         last_failure: Failure | None = None
         queue_refused = False
         first_reason: str | None = None
         for target in self.plan(model):
+            if target is not model and allowed is not None and not allowed(target):
+                continue
             if target is not model and first_reason is not None:
                 record.fallback_from = model.tag
                 record.fallback_reason = first_reason
@@ -318,7 +323,10 @@ class Proxy:
                 log.warning("stream_failed", request_id=record.request_id, container=state.name, reason=broken)
                 if broken != ENDED_WITH_ERROR:
                     unterminated = broken
-            self.fleet.report_success(state)
+                # the container failed mid-answer: it counts towards taking it out of rotation
+                self.fleet.report_failure(state, broken)
+            else:
+                self.fleet.report_success(state)
         try:
             if unterminated:  # tell the client it failed, not merely stopped (Ollama's SSE just ends)
                 await _write_stream_error(response, content_type, unterminated)

@@ -21,7 +21,7 @@ containers:
   a: {gpus: [0], port: 1}
   q: {gpus: [1], port: 2}
 models:
-  llama3.2:3b: {containers: [a], aliases: [gpt-4o-mini]}
+  llama3.2:3b: {containers: [a], aliases: [gpt-4o-mini], fallback: [qwen2.5:7b]}
   qwen2.5:7b: {containers: [q], aliases: [gpt-4o]}
 """
 LLAMA = "llama3.2:3b"

@@ -143,3 +143,20 @@ async def test_probes_are_open(keyed: Keyed, path: str) -> None:
 
 async def test_admin_key_may_also_use_models(keyed: Keyed) -> None:
     assert (await keyed.ollama("admin").generate(model=QWEN, prompt="hi")).response
+
+
+async def test_a_fallback_outside_the_allowlist_is_not_used(keyed: Keyed) -> None:
+    """When llama's container fails, a key limited to llama gets the failure, not qwen's answer."""
+    llama_backend, qwen_backend = keyed.fleet.backends["a"], keyed.fleet.backends["q"]
+    before = (await qwen_backend.stats())["by_model"].get(QWEN, 0)
+    await llama_backend.add_fault("error", count=1, status=500, model=LLAMA)
+    try:
+        with pytest.raises(openai.InternalServerError):
+            await keyed.openai("team").chat.completions.create(model=LLAMA, messages=MESSAGES)
+        assert (await qwen_backend.stats())["by_model"].get(QWEN, 0) == before
+        # a key that may use qwen is served by the fallback when llama fails
+        await llama_backend.add_fault("error", count=1, status=500, model=LLAMA)
+        raw = await keyed.openai("other").chat.completions.with_raw_response.create(model=LLAMA, messages=MESSAGES)
+        assert raw.headers["X-Router-Model"] == QWEN
+    finally:
+        await llama_backend.clear_faults()
