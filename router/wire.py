@@ -6,7 +6,12 @@ knows about the catalog or the fleet (ollama-api.md 1.3, 9.1, 9.3).
 
 from __future__ import annotations
 
+import ipaddress
+from dataclasses import dataclass
+from typing import Any
+
 import orjson
+from aiohttp import web
 
 JSON_UTF8 = "application/json; charset=utf-8"
 JSON = "application/json"
@@ -55,3 +60,42 @@ def openai_error_body(
         }
     }
     return orjson.dumps(body) + b"\n"
+
+
+def is_loopback(host: str) -> bool:
+    """A bind address that only this machine can reach (`localhost`, 127.0.0.0/8, `[::1]`)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(slots=True)
+class Listening:
+    """An aiohttp application being served on `host:port` by `runner`."""
+
+    runner: web.AppRunner
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    async def close(self) -> None:
+        await self.runner.cleanup()
+
+
+async def start_site(
+    app: web.Application, host: str | None, port: int, *, runner: dict[str, Any], site: dict[str, Any]
+) -> tuple[web.AppRunner, web.TCPSite]:
+    """Set up an AppRunner for `app` (with `runner` options) and start a TCP site
+    on `host:port` (backlog 1024, plus `site` options)."""
+    app_runner = web.AppRunner(app, **runner)
+    await app_runner.setup()
+    tcp_site = web.TCPSite(app_runner, host, port, backlog=1024, **site)
+    await tcp_site.start()
+    return app_runner, tcp_site

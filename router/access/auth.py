@@ -7,7 +7,6 @@ is open and says so at start.
 
 from __future__ import annotations
 
-import ipaddress
 import math
 from collections.abc import Awaitable, Callable
 
@@ -17,6 +16,7 @@ from aiohttp import web
 from router.access.keys import KeyStore, presented_key
 from router.server.context import MODEL_ALLOWED, RECORD
 from router.server.errors import Forbidden, TooManyRequests, Unauthorized
+from router.wire import is_loopback
 
 log = structlog.get_logger("router.access")
 
@@ -52,15 +52,6 @@ def auth_middleware(store: KeyStore) -> Middleware:
         return await handler(request)
 
     return auth
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def announce(host: str, keys_file: str | None, key_count: int) -> None:

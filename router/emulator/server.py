@@ -23,12 +23,12 @@ from router.emulator.catalog_api import CatalogApi
 from router.emulator.config import EmulatorConfig
 from router.emulator.cors import Cors
 from router.emulator.gate import Gate
-from router.emulator.hosts import HostCheck, is_loopback_bind
+from router.emulator.hosts import HostCheck
 from router.emulator.native import NativeApi
 from router.emulator.openai_api import OpenAIApi
 from router.emulator.state import Emulator
 from router.emulator.wrappers import counted, guarded
-from router.wire import TEXT
+from router.wire import TEXT, Listening, is_loopback, start_site
 
 __all__ = ["EMULATOR_KEY", "EmulatorConfig", "RunningEmulator", "create_app", "run_emulator"]
 
@@ -109,7 +109,7 @@ def create_app(config: EmulatorConfig) -> web.Application:
     are dropped) and the access log is off, whoever runs the app.
     """
     emulator = Emulator.build(config)
-    hosts = HostCheck() if config.check_host and is_loopback_bind(config.host) else None
+    hosts = HostCheck() if config.check_host and is_loopback(config.host) else None
     cors = Cors(config.origins)
     gate = Gate(cors, hosts)
     app = web.Application(
@@ -134,35 +134,23 @@ def create_app(config: EmulatorConfig) -> web.Application:
 
 
 @dataclass(slots=True)
-class RunningEmulator:
+class RunningEmulator(Listening):
     app: web.Application
-    runner: web.AppRunner
-    host: str
-    port: int
-
-    @property
-    def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
 
     @property
     def emulator(self) -> Emulator:
         return self.app[EMULATOR_KEY]
 
-    async def close(self) -> None:
-        await self.runner.cleanup()
-
 
 async def run_emulator(config: EmulatorConfig) -> RunningEmulator:
     """Serve `config` in the current event loop; port 0 picks a free port."""
     app = create_app(config)
-    runner = web.AppRunner(app, shutdown_timeout=0.5)
-    await runner.setup()
-    site = web.TCPSite(runner, config.host or None, config.port, backlog=1024, reuse_address=True)
-    await site.start()
+    runner, _ = await start_site(
+        app, config.host or None, config.port, runner={"shutdown_timeout": 0.5}, site={"reuse_address": True}
+    )
     # The bound address tells the port when 0 was asked for.
     port = runner.addresses[0][1] if runner.addresses else config.port
-    return RunningEmulator(app, runner, config.host or "0.0.0.0", port)
+    return RunningEmulator(runner, config.host or "0.0.0.0", port, app)
 
 
 async def serve_forever(config: EmulatorConfig, stop: asyncio.Event) -> None:

@@ -8,33 +8,28 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from router.wire import Listening, start_site
+
 # AppRunner options the application asks for (e.g. keepalive_timeout: how long a
 # client may take to send a request's headers, and an idle connection may stay).
 RUNNER_OPTIONS: web.AppKey[dict[str, object]] = web.AppKey("runner_options", dict)
 
 
 @dataclass(slots=True)
-class RunningApp:
-    runner: web.AppRunner
-    host: str
-    port: int
-
-    @property
-    def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
-
-    async def close(self) -> None:
-        await self.runner.cleanup()
+class RunningApp(Listening):
+    """The router's application being served."""
 
 
 async def start_app(app: web.Application, host: str, port: int, *, reuse_port: bool = False) -> RunningApp:
     """Start serving; `handler_cancellation` makes a client's departure cancel its
     handler, which closes the upstream request so the GPU stops."""
-    runner = web.AppRunner(app, handler_cancellation=True, access_log=None, **app.get(RUNNER_OPTIONS, {}))  # type: ignore[arg-type]
-    await runner.setup()
-    site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None, backlog=1024)
-    await site.start()
+    runner, site = await start_site(
+        app,
+        host,
+        port,
+        runner={"handler_cancellation": True, "access_log": None, **app.get(RUNNER_OPTIONS, {})},
+        site={"reuse_port": reuse_port or None},
+    )
     bound = port
     server = site._server  # noqa: SLF001 - the only way to learn an ephemeral port
     if server is not None and getattr(server, "sockets", None):
