@@ -45,14 +45,25 @@ def parse_go_duration(text: str) -> float:
     return sign * total
 
 
-def _go_type_name(value: object) -> str:
+def go_type_name(value: object) -> str:
+    """The Go type of a decoded interface{} value, as `%T` prints it."""
     if isinstance(value, bool):
         return "bool"
-    if isinstance(value, dict):
-        return "map[string]interface {}"
+    if isinstance(value, (int, float)):
+        return "float64"
+    if isinstance(value, str):
+        return "string"
     if isinstance(value, list):
         return "[]interface {}"
-    return type(value).__name__
+    if isinstance(value, dict):
+        return "map[string]interface {}"
+    return "<nil>"
+
+
+def _unsupported(value: object) -> InvalidDuration:
+    """A value that is neither a number nor a string (other than a JSON kind: its Python type)."""
+    name = go_type_name(value) if isinstance(value, (bool, list, dict)) else type(value).__name__
+    return InvalidDuration(f"Unsupported type: '{name}'")
 
 
 def parse_keep_alive(value: object) -> float:
@@ -61,7 +72,7 @@ def parse_keep_alive(value: object) -> float:
     Raises InvalidDuration with the message Ollama would answer with (400).
     """
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise InvalidDuration(f"Unsupported type: '{_go_type_name(value)}'")
+        raise _unsupported(value)
     if isinstance(value, str):
         seconds = parse_go_duration(value.strip())
     else:
@@ -87,7 +98,7 @@ def parse_env_keep_alive(text: str, default: float = 300.0) -> float:
 def parse_interval(value: object) -> float:
     """Router settings such as `5s`, `60s` or a bare number of seconds."""
     if isinstance(value, bool):
-        raise InvalidDuration(f"Unsupported type: '{_go_type_name(value)}'")
+        raise _unsupported(value)
     if isinstance(value, (int, float)):
         seconds = float(value)
     elif isinstance(value, str):
@@ -97,7 +108,7 @@ def parse_interval(value: object) -> float:
         except ValueError:
             seconds = parse_go_duration(text)
     else:
-        raise InvalidDuration(f"Unsupported type: '{_go_type_name(value)}'")
+        raise _unsupported(value)
     if seconds < 0:
         raise InvalidDuration(f"negative duration {value!r}")
     return seconds

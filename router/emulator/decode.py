@@ -39,21 +39,6 @@ def go_kind(value: object) -> str:
     return "null"
 
 
-def go_type_name(value: object) -> str:
-    """The Go type of a decoded interface{} value, as `%T` prints it."""
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, (int, float)):
-        return "float64"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "[]interface {}"
-    if isinstance(value, dict):
-        return "map[string]interface {}"
-    return "<nil>"
-
-
 def _quote_char(char: str) -> str:
     if char == "'":
         return "'\\''"

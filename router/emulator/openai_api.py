@@ -13,9 +13,10 @@ from typing import Any
 
 from aiohttp import web
 
+from router.catalog.durations import go_type_name
 from router.catalog.names import InvalidModelName, parse_model_name
 from router.emulator.answers import plan_answer, thinks
-from router.emulator.decode import BOOL, INT, OBJECT, STRING, go_type_name, read_json
+from router.emulator.decode import BOOL, INT, OBJECT, STRING, read_json
 from router.emulator.engine import Job
 from router.emulator.errors import ApiError
 from router.emulator.native import EMBED_NOT_FOUND, NativeApi, chat_not_found
