@@ -18,6 +18,7 @@ from router.emulator.responses import native_json, ndjson_line, plain_json
 from router.emulator.state import Emulator
 from router.emulator.store import ModelInfo
 from router.emulator.times import local_time
+from router.emulator.validation import resolve_named
 from router.wire import NDJSON, OLLAMA_RUNNING, TEXT_UTF8
 
 NAME_TYPES = {"model": STRING, "name": STRING, "stream": BOOL, "insecure": BOOL, "verbose": BOOL}
@@ -85,14 +86,8 @@ class CatalogApi:
     async def show(self, request: web.Request) -> web.Response:
         try:
             body = await read_json(request, "ShowRequest", NAME_TYPES)
-            raw = body.get("model") or body.get("name") or ""
-            if not raw:
-                raise ApiError(400, "model is required")
-            try:
-                name = parse_model_name(raw)
-                info = self.store.resolve(raw)
-            except InvalidModelName:
-                raise ApiError(400, "invalid model name") from None
+            raw = _required_name(body)
+            name, info = resolve_named(self.store, raw)
             if info is None:
                 shown = name.display if self.new_format else raw
                 raise ApiError(404, f"model '{shown}' not found")
@@ -192,9 +187,7 @@ class CatalogApi:
     async def delete(self, request: web.Request) -> web.Response:
         try:
             body = await read_json(request, "DeleteRequest", NAME_TYPES)
-            raw = body.get("model") or body.get("name") or ""
-            if not raw:
-                raise ApiError(400, "model is required")
+            raw = _required_name(body)
             try:
                 info = self.store.resolve(raw)
             except InvalidModelName:
@@ -226,3 +219,11 @@ class CatalogApi:
             return web.Response()
         except ApiError as exc:
             return exc.native()
+
+
+def _required_name(body: dict[str, Any]) -> str:
+    """The model a show/delete request names (`model`, else the older `name`)."""
+    raw = body.get("model") or body.get("name") or ""
+    if not raw:
+        raise ApiError(400, "model is required")
+    return raw

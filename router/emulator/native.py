@@ -18,6 +18,7 @@ from router.emulator.text import context_ids, count_tokens, prompt_token_count, 
 from router.emulator.times import created_at
 from router.emulator.tools import plan_tool_calls
 from router.emulator.validation import (
+    chat_model,
     check_options,
     check_think,
     check_top_logprobs,
@@ -169,12 +170,7 @@ class NativeApi:
             body = await read_json(request, "ChatRequest", CHAT_TYPES)
             streaming = body.get("stream") is not False
             keep_alive = keep_alive_of(body)
-            model = body.get("model") or ""
-            if not model:
-                raise ApiError(400, "model is required")
-            info = lookup(self.emulator, model, self.chat_not_found)
-            if info.embedding:
-                raise ApiError(400, f'"{model}" does not support chat')
+            model, info = chat_model(self.emulator, body, self.chat_not_found)
             if body.get("tools") and "tools" not in info.capabilities:
                 raise ApiError(400, f"{info.name.qualified} does not support tools")
             check_think(info, model, body.get("think"))

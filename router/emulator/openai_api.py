@@ -14,7 +14,6 @@ from typing import Any
 from aiohttp import web
 
 from router.catalog.durations import go_type_name
-from router.catalog.names import InvalidModelName, parse_model_name
 from router.emulator.answers import plan_answer, thinks
 from router.emulator.decode import BOOL, INT, OBJECT, STRING, read_json
 from router.emulator.engine import Job
@@ -25,7 +24,7 @@ from router.emulator.state import Emulator
 from router.emulator.streaming import Framing, stream_job
 from router.emulator.text import prompt_token_count
 from router.emulator.tools import openai_tool_calls, plan_tool_calls
-from router.emulator.validation import check_think, lookup, note_model
+from router.emulator.validation import chat_model, check_think, lookup, note_model, resolve_named
 from router.wire import SSE
 
 FINGERPRINT = "fp_ollama"
@@ -145,12 +144,7 @@ class OpenAIApi:
                 raise ApiError(400, "[] is too short - 'messages'")
             texts = [_message_text(m) for m in messages]
             options = _options(body)
-            model = body.get("model") or ""
-            if not model:
-                raise ApiError(400, "model is required")
-            info = lookup(self.emulator, model, self.chat_not_found)
-            if info.embedding:
-                raise ApiError(400, f'"{model}" does not support chat')
+            model, info = chat_model(self.emulator, body, self.chat_not_found)
             effort = body.get("reasoning_effort")
             if effort is None and isinstance(body.get("reasoning"), dict):
                 effort = body["reasoning"].get("effort")
@@ -419,11 +413,7 @@ class OpenAIApi:
     async def model(self, request: web.Request) -> web.Response:
         raw = request.match_info["model"]
         try:
-            try:
-                name = parse_model_name(raw)
-                info = self.store.resolve(raw)
-            except InvalidModelName:
-                raise ApiError(400, "invalid model name") from None
+            name, info = resolve_named(self.store, raw)
             if info is None:
                 raise ApiError(404, f"model '{name.display}' not found")
         except ApiError as exc:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from router.catalog.durations import InvalidDuration, parse_keep_alive
-from router.catalog.names import InvalidModelName, display_name
+from router.catalog.names import InvalidModelName, ModelName, display_name, parse_model_name
 from router.emulator.errors import ApiError
 from router.emulator.state import Emulator
 from router.emulator.store import ModelInfo, ModelStore
@@ -78,6 +78,25 @@ def resolve(store: ModelStore, raw: str, not_found: str) -> ModelInfo:
     if info is None:
         raise ApiError(404, not_found.format(raw))
     return info
+
+
+def resolve_named(store: ModelStore, raw: str) -> tuple[ModelName, ModelInfo | None]:
+    """`raw` parsed and looked up (None when not installed); an invalid name is a 400."""
+    try:
+        return parse_model_name(raw), store.resolve(raw)
+    except InvalidModelName:
+        raise ApiError(400, "invalid model name") from None
+
+
+def chat_model(emulator: Emulator, body: dict[str, Any], not_found: str) -> tuple[str, ModelInfo]:
+    """A chat request's model as asked for and its lookup: required, installed, not an embedding model."""
+    model = body.get("model") or ""
+    if not model:
+        raise ApiError(400, "model is required")
+    info = lookup(emulator, model, not_found)
+    if info.embedding:
+        raise ApiError(400, f'"{model}" does not support chat')
+    return model, info
 
 
 def lookup(emulator: Emulator, raw: str, not_found: str) -> ModelInfo:
