@@ -30,6 +30,16 @@ from router.server.context import SERVICES, Services
 from router.server.runner import RunningApp, start_app
 from router.settings import RouterSettings
 
+# The smallest catalog: one model on one container.
+ONE_CONTAINER = """
+version: 1
+containers:
+  a: {gpus: [0], port: 1}
+models:
+  llama3.2:3b: {containers: [a]}
+"""
+
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

@@ -8,10 +8,12 @@ from collections import Counter
 import aiohttp
 import pytest
 
+from router.fleet.state import ContainerState
 from tests.fleet.support import (
     FAST,
     MODEL,
     TWO_CONTAINERS,
+    Reply,
     chat,
     chat_body,
     container_status,
@@ -19,7 +21,7 @@ from tests.fleet.support import (
     post,
     wait_until,
 )
-from tests.harness import router_fleet
+from tests.harness import ONE_CONTAINER, RouterFleet, router_fleet
 
 WIDE = """
 version: 1
@@ -117,15 +119,6 @@ async def test_cut_mid_stream_ends_the_stream_without_retry_and_is_counted(api: 
         assert (await fleet.status())["counters"]["stream_failures"] == 1
 
 
-ONE_CONTAINER = """
-version: 1
-containers:
-  a: {gpus: [0], port: 1}
-models:
-  llama3.2:3b: {containers: [a]}
-"""
-
-
 async def test_every_container_down_is_503_with_retry_after_at_once() -> None:
     async with router_fleet(ONE_CONTAINER, subprocess_containers={"a"}, settings=FAST) as fleet:
         fleet.backends["a"].kill()
@@ -151,6 +144,18 @@ async def test_every_container_down_is_503_with_retry_after_at_once() -> None:
                 assert isinstance(error, str) and MODEL in error
 
 
+async def _one_in_flight(fleet: RouterFleet) -> tuple[ContainerState, asyncio.Task[Reply]]:
+    """Container a's state once a first chat holds its one slot, and that chat."""
+    state = fleet.services.fleet.containers["a"]
+    running = asyncio.create_task(chat(fleet))
+
+    async def one_in_flight() -> bool:
+        return state.in_flight == 1
+
+    await wait_until(one_in_flight)
+    return state, running
+
+
 QUEUE_OF_ONE = """
 version: 1
 containers:
@@ -166,13 +171,7 @@ async def test_queue_full_is_429_with_retry_after() -> None:
         emulator={"tokens_per_second": 10, "response_tokens": 8},
         settings={**FAST, "max_queue": 1, "queue_timeout": 30},
     ) as fleet:
-        state = fleet.services.fleet.containers["a"]
-        running = asyncio.create_task(chat(fleet))
-
-        async def one_in_flight() -> bool:
-            return state.in_flight == 1
-
-        await wait_until(one_in_flight)
+        state, running = await _one_in_flight(fleet)
         queued = asyncio.create_task(chat(fleet))
 
         async def one_queued() -> bool:
@@ -271,13 +270,7 @@ async def test_waiting_past_queue_timeout_is_429_with_retry_after() -> None:
         emulator={"tokens_per_second": 10, "response_tokens": 10},
         settings={**FAST, "max_queue": 4, "queue_timeout": 0.3},
     ) as fleet:
-        state = fleet.services.fleet.containers["a"]
-        running = asyncio.create_task(chat(fleet))
-
-        async def one_in_flight() -> bool:
-            return state.in_flight == 1
-
-        await wait_until(one_in_flight)
+        state, running = await _one_in_flight(fleet)
         waited = await chat(fleet, "ollama")
         assert waited.status == 429 and int(waited.headers["Retry-After"]) >= 1
         assert isinstance(waited.json()["error"], str)

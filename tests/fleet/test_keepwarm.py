@@ -10,16 +10,7 @@ import aiohttp
 from router.fleet.health import parse_timestamp
 
 from tests.fleet.support import FAST, MODEL, TWO_CONTAINERS, post, ps_models, wait_until
-from tests.harness import router_fleet
-
-ONE_CONTAINER = """
-version: 1
-containers:
-  a: {gpus: [0], port: 1}
-models:
-  llama3.2:3b: {containers: [a]}
-"""
-
+from tests.harness import ONE_CONTAINER, router_fleet
 
 async def test_preload_happens_before_readyz_is_ready() -> None:
     async with router_fleet(

@@ -24,7 +24,7 @@ from router.catalog import parse_catalog
 from router.server.app import create_app
 from router.server.runner import start_app
 from router.settings import RouterSettings
-from tests.harness import RouterFleet, router_fleet
+from tests.harness import ONE_CONTAINER, RouterFleet, router_fleet
 from tests.perf.scripted import BIG, MODEL, NDJSON_LINES, SSE_EVENTS, Scripted, split_awkwardly, start_scripted
 
 HOP_BY_HOP = ("Keep-Alive", "Proxy-Connection", "Trailer", "Upgrade")
@@ -166,15 +166,6 @@ async def test_keep_alive_connections_reused_across_requests(routed: Routed) -> 
 # --- against the emulator: the router's answer equals the emulator's own -------------
 
 VOLATILE = {"created_at", "created", "id", "total_duration", "load_duration", "prompt_eval_duration", "eval_duration", "system_fingerprint"}
-EMULATOR_CATALOG = """
-version: 1
-containers:
-  a: {gpus: [0], port: 1}
-models:
-  llama3.2:3b: {containers: [a]}
-"""
-
-
 def _stable(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _stable(v) for k, v in value.items() if k not in VOLATILE}
@@ -195,7 +186,7 @@ def _events(body: bytes, content_type: str) -> list[Any]:
 
 @pytest_asyncio.fixture
 async def emulated() -> AsyncIterator[RouterFleet]:
-    async with router_fleet(EMULATOR_CATALOG, emulator={"tokens_per_second": 200}) as running:
+    async with router_fleet(ONE_CONTAINER, emulator={"tokens_per_second": 200}) as running:
         yield running
 
 
