@@ -32,6 +32,17 @@ def make_fleet(*, max_queue: int = 2, failure_threshold: int = 3) -> tuple[Fleet
     return fleet, model
 
 
+async def full_fleet(
+    *, max_queue: int, queue_timeout: float, failure_threshold: int = 3
+) -> tuple[Fleet, Model, Balancer]:
+    """A fleet whose every slot (3 containers x num_parallel 2) is taken, and its balancer."""
+    fleet, model = make_fleet(max_queue=max_queue, failure_threshold=failure_threshold)
+    balancer = Balancer(fleet, queue_timeout=queue_timeout)
+    for _ in range(6):
+        await balancer.acquire(model, set())
+    return fleet, model, balancer
+
+
 def load(state: ContainerState, model: Model) -> None:
     state.loaded[model.key] = LoadedModel(name=model.tag, key=model.key, expires_at=None)
 
@@ -90,10 +101,7 @@ async def test_in_flight_cap_is_num_parallel_then_siblings_fill() -> None:
 
 
 async def test_full_fleet_queues_fifo_and_release_hands_the_slot_over() -> None:
-    fleet, model = make_fleet(max_queue=2)
-    balancer = Balancer(fleet, queue_timeout=5)
-    for _ in range(6):
-        await balancer.acquire(model, set())
+    fleet, model, balancer = await full_fleet(max_queue=2, queue_timeout=5)
     first = asyncio.create_task(balancer.acquire(model, set()))
     await asyncio.sleep(0)
     queued_on = next(s for s in fleet.containers.values() if s.waiters)
@@ -111,10 +119,7 @@ async def test_full_fleet_queues_fifo_and_release_hands_the_slot_over() -> None:
 
 
 async def test_every_queue_full_raises_queue_full_at_once() -> None:
-    fleet, model = make_fleet(max_queue=1)
-    balancer = Balancer(fleet, queue_timeout=5)
-    for _ in range(6):
-        await balancer.acquire(model, set())
+    fleet, model, balancer = await full_fleet(max_queue=1, queue_timeout=5)
     waiting = [asyncio.create_task(balancer.acquire(model, set())) for _ in range(3)]
     await asyncio.sleep(0)
     assert all(len(s.waiters) == 1 for s in fleet.containers.values())  # shortest queue first
@@ -126,10 +131,7 @@ async def test_every_queue_full_raises_queue_full_at_once() -> None:
 
 
 async def test_queue_timeout() -> None:
-    fleet, model = make_fleet(max_queue=4)
-    balancer = Balancer(fleet, queue_timeout=0.05)
-    for _ in range(6):
-        await balancer.acquire(model, set())
+    fleet, model, balancer = await full_fleet(max_queue=4, queue_timeout=0.05)
     with pytest.raises(QueueTimeout):
         await balancer.acquire(model, set())
     assert all(not s.waiters for s in fleet.containers.values())
@@ -137,10 +139,7 @@ async def test_queue_timeout() -> None:
 
 
 async def test_cancelled_waiter_that_was_handed_a_slot_gives_it_back() -> None:
-    fleet, model = make_fleet(max_queue=4)
-    balancer = Balancer(fleet, queue_timeout=5)
-    for _ in range(6):
-        await balancer.acquire(model, set())
+    fleet, model, balancer = await full_fleet(max_queue=4, queue_timeout=5)
     task = asyncio.create_task(balancer.acquire(model, set()))
     await asyncio.sleep(0)
     state = next(s for s in fleet.containers.values() if s.waiters)
@@ -151,10 +150,7 @@ async def test_cancelled_waiter_that_was_handed_a_slot_gives_it_back() -> None:
 
 
 async def test_queued_requests_fail_over_when_their_container_goes_down() -> None:
-    fleet, model = make_fleet(max_queue=4, failure_threshold=1)
-    balancer = Balancer(fleet, queue_timeout=5)
-    for _ in range(6):
-        await balancer.acquire(model, set())
+    fleet, model, balancer = await full_fleet(max_queue=4, failure_threshold=1, queue_timeout=5)
     task = asyncio.create_task(balancer.acquire(model, set()))
     await asyncio.sleep(0)
     state = next(s for s in fleet.containers.values() if s.waiters)
