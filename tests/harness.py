@@ -30,14 +30,18 @@ from router.server.context import SERVICES, Services
 from router.server.runner import RunningApp, start_app
 from router.settings import RouterSettings
 
+def catalog_yaml(*containers: str, models: dict[str, str], container_extra: str = "") -> str:
+    """A catalog's YAML: each of `containers` on its own GPU (the i-th on GPU i, port i + 1,
+    plus `container_extra` such as "num_parallel: 1"), then `models` as name -> mapping body."""
+    extra = f", {container_extra}" if container_extra else ""
+    lines = ["", "version: 1", "containers:"]
+    lines += [f"  {name}: {{gpus: [{i}], port: {i + 1}{extra}}}" for i, name in enumerate(containers)]
+    lines += ["models:", *(f"  {name}: {{{spec}}}" for name, spec in models.items())]
+    return "\n".join(lines) + "\n"
+
+
 # The smallest catalog: one model on one container.
-ONE_CONTAINER = """
-version: 1
-containers:
-  a: {gpus: [0], port: 1}
-models:
-  llama3.2:3b: {containers: [a]}
-"""
+ONE_CONTAINER = catalog_yaml("a", models={"llama3.2:3b": "containers: [a]"})
 
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

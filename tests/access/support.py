@@ -13,17 +13,16 @@ import openai
 from prometheus_client.parser import text_string_to_metric_families
 
 from router.cli import main as cli
-from tests.harness import RouterFleet
+from tests.harness import RouterFleet, catalog_yaml
 
-CATALOG = """
-version: 1
-containers:
-  a: {gpus: [0], port: 1}
-  q: {gpus: [1], port: 2}
-models:
-  llama3.2:3b: {containers: [a], aliases: [gpt-4o-mini], fallback: [qwen2.5:7b]}
-  qwen2.5:7b: {containers: [q], aliases: [gpt-4o]}
-"""
+CATALOG = catalog_yaml(
+    "a",
+    "q",
+    models={
+        "llama3.2:3b": "containers: [a], aliases: [gpt-4o-mini], fallback: [qwen2.5:7b]",
+        "qwen2.5:7b": "containers: [q], aliases: [gpt-4o]",
+    },
+)
 LLAMA = "llama3.2:3b"
 QWEN = "qwen2.5:7b"
 MESSAGES = [{"role": "user", "content": "Say hello"}]

@@ -17,7 +17,7 @@ from router.fleet.state import UP, Fleet
 from router.server.metrics import RouterMetrics, tail_stats
 from router.server.proxy import Record
 from tests.access.support import CATALOG, LLAMA, MESSAGES, QWEN, Keyed, parse_metrics, sample
-from tests.harness import router_fleet
+from tests.harness import catalog_yaml, router_fleet
 
 P = "ollama_router_"
 
@@ -131,15 +131,9 @@ def test_the_grafana_dashboard_uses_only_exported_metrics() -> None:
     assert used and used <= exported, used - exported
 
 
-FALLBACK_CATALOG = """
-version: 1
-containers:
-  a: {gpus: [0], port: 1}
-  q: {gpus: [1], port: 2}
-models:
-  llama3.2:3b: {containers: [a], fallback: [qwen2.5:7b]}
-  qwen2.5:7b: {containers: [q]}
-"""
+FALLBACK_CATALOG = catalog_yaml(
+    "a", "q", models={"llama3.2:3b": "containers: [a], fallback: [qwen2.5:7b]", "qwen2.5:7b": "containers: [q]"}
+)
 
 
 @pytest.mark.asyncio(loop_scope="module")

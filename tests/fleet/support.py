@@ -11,16 +11,9 @@ from typing import Any
 import aiohttp
 import orjson
 
-from tests.harness import RouterFleet
+from tests.harness import RouterFleet, catalog_yaml
 
-TWO_CONTAINERS = """
-version: 1
-containers:
-  a: {gpus: [0], port: 1}
-  b: {gpus: [1], port: 2}
-models:
-  llama3.2:3b: {containers: [a, b]}
-"""
+TWO_CONTAINERS = catalog_yaml("a", "b", models={"llama3.2:3b": "containers: [a, b]"})
 MODEL = "llama3.2:3b"
 FAST = {"health_interval": 0.3, "probe_timeout": 1.0}
 

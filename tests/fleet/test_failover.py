@@ -21,16 +21,9 @@ from tests.fleet.support import (
     post,
     wait_until,
 )
-from tests.harness import ONE_CONTAINER, RouterFleet, router_fleet
+from tests.harness import ONE_CONTAINER, RouterFleet, catalog_yaml, router_fleet
 
-WIDE = """
-version: 1
-containers:
-  a: {gpus: [0], port: 1, num_parallel: 16}
-  b: {gpus: [1], port: 2, num_parallel: 16}
-models:
-  llama3.2:3b: {containers: [a, b]}
-"""
+WIDE = catalog_yaml("a", "b", models={"llama3.2:3b": "containers: [a, b]"}, container_extra="num_parallel: 16")
 
 
 async def test_sigkill_during_200_concurrent_requests_all_succeed() -> None:
@@ -156,13 +149,7 @@ async def _one_in_flight(fleet: RouterFleet) -> tuple[ContainerState, asyncio.Ta
     return state, running
 
 
-QUEUE_OF_ONE = """
-version: 1
-containers:
-  a: {gpus: [0], port: 1, num_parallel: 1}
-models:
-  llama3.2:3b: {containers: [a]}
-"""
+QUEUE_OF_ONE = catalog_yaml("a", models={"llama3.2:3b": "containers: [a]"}, container_extra="num_parallel: 1")
 
 
 async def test_queue_full_is_429_with_retry_after() -> None:
@@ -188,14 +175,7 @@ async def test_queue_full_is_429_with_retry_after() -> None:
         assert (await queued).status == 200  # the queued one was served when the slot freed
 
 
-SIBLINGS_OF_ONE = """
-version: 1
-containers:
-  a: {gpus: [0], port: 1, num_parallel: 1}
-  b: {gpus: [1], port: 2, num_parallel: 1}
-models:
-  llama3.2:3b: {containers: [a, b]}
-"""
+SIBLINGS_OF_ONE = catalog_yaml("a", "b", models={"llama3.2:3b": "containers: [a, b]"}, container_extra="num_parallel: 1")
 
 
 async def test_a_full_container_sends_the_next_request_to_a_sibling_with_room() -> None:
@@ -208,15 +188,9 @@ async def test_a_full_container_sends_the_next_request_to_a_sibling_with_room() 
         assert all(r.status == 200 for r in replies)
 
 
-FALLBACK = """
-version: 1
-containers:
-  a: {gpus: [0], port: 1}
-  b: {gpus: [1], port: 2}
-models:
-  llama3.2:3b: {containers: [a], fallback: [qwen2.5:7b]}
-  qwen2.5:7b: {containers: [b]}
-"""
+FALLBACK = catalog_yaml(
+    "a", "b", models={"llama3.2:3b": "containers: [a], fallback: [qwen2.5:7b]", "qwen2.5:7b": "containers: [b]"}
+)
 
 
 @pytest.mark.parametrize("api", ["openai", "ollama"])

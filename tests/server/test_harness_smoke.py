@@ -4,16 +4,9 @@ from __future__ import annotations
 
 import openai
 
-from tests.harness import router_fleet
+from tests.harness import catalog_yaml, router_fleet
 
-CATALOG = """
-version: 1
-containers:
-  a: {gpus: [0], port: 1}
-  b: {gpus: [1], port: 2}
-models:
-  llama3.2:3b: {containers: [a, b], aliases: [gpt-4o-mini]}
-"""
+CATALOG = catalog_yaml("a", "b", models={"llama3.2:3b": "containers: [a, b], aliases: [gpt-4o-mini]"})
 
 
 async def test_chat_through_alias_reaches_a_container() -> None:
