@@ -13,6 +13,7 @@ import pytest
 from router.emulator.command import add_arguments, config_from_args
 from router.emulator.envconfig import parse_ollama_host
 from tests.emulator.conftest import raw
+from tests.harness import free_port
 
 
 @pytest.mark.parametrize(
@@ -66,12 +67,6 @@ def test_flags_win_over_env(monkeypatch):
 def test_invalid_env_integer_falls_back(monkeypatch):
     monkeypatch.setenv("OLLAMA_NUM_PARALLEL", "lots")
     assert parse([]).num_parallel == 1
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_module_entry_reads_ollama_host_and_stops_on_sigterm():

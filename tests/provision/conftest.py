@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import socket
 import sys
 import tarfile
 import uuid
@@ -23,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.harness import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 TEST_IMAGE = "ollama-router-test/emulator:latest"
@@ -132,12 +133,6 @@ def host_mounts() -> list[str]:
         if not any(path == k or k in path.parents for k in kept):
             kept.append(path)
     return [f"{p}:{p}:ro" for p in kept]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
