@@ -1,8 +1,8 @@
 """Wire access control, limits and metrics into the router's application.
 
-Middleware order after `edge`: metrics (sees every answer, 401s included) →
-auth (key, admin paths, rate limit, model allowlist) → limits (body size and
-time) → the handler.
+Metrics observe every answer (401s included) from the `edge` middleware's
+record; middleware order after `edge`: auth (key, admin paths, rate limit,
+model allowlist) → limits (body size and time) → the handler.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def install(app: web.Application, svc: Services) -> None:
     store = KeyStore.load(settings.api_keys_file, svc.catalog) if settings.api_keys_file else None
     metrics = RouterMetrics(svc.catalog, svc.fleet, cold_load_threshold=settings.cold_load_threshold)
     svc.extras[METRICS_KEY] = metrics
-    app.middlewares.append(metrics.middleware())
+    svc.observers.append(metrics.after_request)
     if store is not None:
         app.middlewares.append(auth_middleware(store))
     app.middlewares.append(limits_middleware(settings.max_body_bytes, settings.body_timeout, settings.log_bodies))

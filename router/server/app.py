@@ -76,35 +76,52 @@ def _render_http_exception(exc: web.HTTPException, api: str) -> web.StreamRespon
     return RouterError(exc.reason or "error", status=exc.status).render(api)
 
 
-@web.middleware
-async def edge(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Request id, errors in the API's shape, one log line per request."""
-    record = Record(_request_id(request), api_of(request.path), request.method, request.path)
-    request[RECORD] = record
-    try:
-        response = await handler(request)
-    except RouterError as exc:
-        record.error = exc.message
-        response = exc.render(record.api)
-    except web.HTTPException as exc:
-        response = _render_http_exception(exc, record.api)
-    except asyncio.CancelledError:
-        record.client_left = True
-        _log(record, 499)
-        raise
-    except Exception as exc:  # the one place that turns a bug into a 500, never a traceback to the client
-        log.exception("unhandled_error", request_id=record.request_id, path=request.path)
-        record.error = type(exc).__name__
-        response = RouterError("internal router error", status=500).render(record.api)
-    if not response.prepared:
-        response.headers["X-Request-Id"] = record.request_id
-    _log(record, response.status, response)
-    return response
+CLIENT_LEFT = 499  # nginx's code for a client that closed the connection first
 
 
-def _log(record: Record, status: int, response: web.StreamResponse | None = None) -> None:
-    if record.bytes_out == 0 and response is not None and isinstance(response, web.Response) and response.body is not None:
-        record.bytes_out = len(response.body)  # type: ignore[arg-type]
+def make_edge(svc: Services) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+    """The outermost middleware: request id, errors in the API's shape, and once
+    per request the log line and `svc.observers` (metrics), from one Record."""
+    observers = svc.observers  # filled in by install_access after this is made
+
+    @web.middleware
+    async def edge(request: web.Request, handler: Handler) -> web.StreamResponse:
+        record = Record(_request_id(request), api_of(request.path), request.method, request.path)
+        request[RECORD] = record
+        try:
+            response = await handler(request)
+        except RouterError as exc:
+            record.error = exc.message
+            response = exc.render(record.api)
+        except web.HTTPException as exc:
+            response = _render_http_exception(exc, record.api)
+        except asyncio.CancelledError:
+            record.client_left = True
+            _finish(record, CLIENT_LEFT, "", observers)
+            raise
+        except Exception as exc:  # the one place that turns a bug into a 500, never a traceback to the client
+            log.exception("unhandled_error", request_id=record.request_id, path=request.path)
+            record.error = type(exc).__name__
+            response = RouterError("internal router error", status=500).render(record.api)
+        if not response.prepared:
+            response.headers["X-Request-Id"] = record.request_id
+        if record.bytes_out == 0 and isinstance(response, web.Response) and response.body is not None:
+            record.bytes_out = len(response.body)  # type: ignore[arg-type]
+        _finish(record, response.status, response.headers.get("Content-Type", ""), observers)
+        return response
+
+    return edge
+
+
+def _finish(record: Record, status: int, content_type: str, observers: list[Callable[[Record, int, str], None]]) -> None:
+    _log(record, status)
+    if record.client_left:
+        status = CLIENT_LEFT  # metrics count it apart; the log line says client_left
+    for observe in observers:
+        observe(record, status, content_type)
+
+
+def _log(record: Record, status: int) -> None:
     record.status = status
     fields = {
         "request_id": record.request_id,
@@ -199,12 +216,12 @@ def create_app(
     before_preload: list[StartupHook] | None = None,
     middlewares: list[Callable[..., Awaitable[web.StreamResponse]]] | None = None,
 ) -> web.Application:
+    svc = build_services(catalog, settings)
     app = web.Application(
-        middlewares=[edge, *(middlewares or [])],
+        middlewares=[make_edge(svc), *(middlewares or [])],
         client_max_size=settings.max_body_bytes,
         handler_args={"max_field_size": 16 * 1024},
     )
-    svc = build_services(catalog, settings)
     app[SERVICES] = svc
     ollama_api.add_routes(app)
     openai_api.add_routes(app)

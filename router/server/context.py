@@ -31,6 +31,8 @@ class Services:
     keepwarm: KeepWarm
     started: float = field(default_factory=time.time)
     extras: dict[str, Any] = field(default_factory=dict)
+    # called once per request after its answer: (record, status, content type)
+    observers: list[Callable[[Record, int, str], None]] = field(default_factory=list)
     _resolved: dict[str, Model | None] = field(default_factory=dict)
     _resolved_from: Catalog | None = None
 

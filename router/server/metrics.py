@@ -10,7 +10,6 @@ fleet state at scrape time.
 
 from __future__ import annotations
 
-import asyncio
 import re
 import time
 from collections.abc import Iterator
@@ -22,18 +21,14 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from router import wire
-from router.access.auth import Handler, Middleware
 from router.catalog import Catalog
 from router.fleet.state import UP, Fleet
-from router.server.context import RECORD
-from router.server.errors import RouterError
 from router.server.proxy import Record
 from router.server.series import CounterSeries, HistogramSeries
 
 PREFIX = "ollama_router_"
 METRICS_KEY = "metrics"
 ROUTER_PATHS = frozenset({"/healthz", "/readyz", "/router/status", "/metrics"})
-CLIENT_LEFT = 499
 TAIL_SCAN_BYTES = 512
 # the numbers read from an answer's tail; the leading quote keeps "eval_count" from matching "prompt_eval_count"
 STAT_NAMES = (b"eval_count", b"eval_duration", b"prompt_eval_count", b"load_duration", b"prompt_tokens", b"completion_tokens")
@@ -176,34 +171,10 @@ class RouterMetrics(Collector):
         if load_ns is not None and load_ns > self.cold_load_ns:
             self.cold_loads.inc((model, container))
 
-    def middleware(self) -> Middleware:
-        clock = time.perf_counter
-
-        @web.middleware
-        async def metrics(request: web.Request, handler: Handler) -> web.StreamResponse:
-            status = 500
-            content_type = ""
-            try:
-                response = await handler(request)
-                status = response.status
-                content_type = response.headers.get("Content-Type", "")
-                return response
-            except RouterError as exc:
-                status = exc.status
-                raise
-            except web.HTTPException as exc:
-                status = exc.status
-                raise
-            except asyncio.CancelledError:
-                status = CLIENT_LEFT
-                raise
-            finally:
-                record = request[RECORD]
-                api = "router" if request.path in ROUTER_PATHS else record.api
-                status = CLIENT_LEFT if record.client_left else status
-                self.observe(record, status, api, content_type, clock())
-
-        return metrics
+    def after_request(self, record: Record, status: int, content_type: str) -> None:
+        """The edge middleware's observer: once per request, after its answer."""
+        api = "router" if record.path in ROUTER_PATHS else record.api
+        self.observe(record, status, api, content_type, time.perf_counter())
 
     async def handle(self, request: web.Request) -> web.Response:
         return web.Response(body=generate_latest(self.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})

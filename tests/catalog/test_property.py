@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
-import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
