@@ -2,7 +2,8 @@
 
 Metrics observe every answer (401s included) from the `edge` middleware's
 record; middleware order after `edge`: auth (key, admin paths, rate limit,
-model allowlist) → limits (body size and time) → the handler.
+model allowlist) → the handler, which reads its body through `svc.read_body`
+(size and time limits).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from aiohttp import web
 
 from router.access.auth import announce, auth_middleware
 from router.access.keys import KeyStore
-from router.access.limits import limits_middleware
+from router.access.limits import BodyReader
 from router.access.redact import redact_server_logs
 from router.server.context import Services
 from router.server.metrics import METRICS_KEY, RouterMetrics
@@ -30,7 +31,7 @@ def install(app: web.Application, svc: Services) -> None:
     svc.observers.append(metrics.after_request)
     if store is not None:
         app.middlewares.append(auth_middleware(store))
-    app.middlewares.append(limits_middleware(settings.max_body_bytes, settings.body_timeout, settings.log_bodies))
+    svc.read_body = BodyReader(settings.max_body_bytes, settings.body_timeout, settings.log_bodies)
     app.router.add_get("/metrics", metrics.handle)
     # keepalive_timeout bounds the time to a request's headers; after an early answer
     # (413, 408) the rest of an unread body is drained for at most LINGER seconds

@@ -1,7 +1,7 @@
-"""Request body limits: size (413) and time (408), read once before the handler.
+"""Request body limits: size (413) and time (408).
 
-The body is read here with a deadline (slow clients), and aiohttp keeps it for
-the handler's own `request.read()`. Headers are bounded by the server's
+Handlers read bodies through `Services.read_body`, which `install` sets to a
+`BodyReader`: one place, with a deadline against slow clients. Headers are bounded by the server's
 keep-alive timeout (see `router.server.runner`). With `log_bodies` the body is
 logged (truncated); otherwise no log line ever holds request text.
 """
@@ -13,7 +13,6 @@ import asyncio
 import structlog
 from aiohttp import web
 
-from router.access.auth import Handler, Middleware
 from router.server.context import RECORD
 from router.server.errors import BodyTooLarge, RequestTimeout
 
@@ -22,32 +21,36 @@ log = structlog.get_logger("router.access")
 LOGGED_BODY_BYTES = 4096
 
 
-def limits_middleware(max_body_bytes: int, body_timeout: float, log_bodies: bool = False) -> Middleware:
-    too_large = f"request body too large (limit {max_body_bytes} bytes)"
+class BodyReader:
+    """Reads a request's body for its handler, bounded in size and time."""
 
-    @web.middleware
-    async def limits(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.body_exists:
-            length = request.content_length
-            if length is not None and length > max_body_bytes:
-                raise BodyTooLarge(too_large)
-            try:
-                if request.content.is_eof():  # the whole body came with the headers: nothing to wait for
+    __slots__ = ("max_body_bytes", "body_timeout", "log_bodies", "too_large")
+
+    def __init__(self, max_body_bytes: int, body_timeout: float, log_bodies: bool = False) -> None:
+        self.max_body_bytes = max_body_bytes
+        self.body_timeout = body_timeout
+        self.log_bodies = log_bodies
+        self.too_large = f"request body too large (limit {max_body_bytes} bytes)"
+
+    async def __call__(self, request: web.Request) -> bytes:
+        length = request.content_length
+        if length is not None and length > self.max_body_bytes:
+            raise BodyTooLarge(self.too_large)
+        try:
+            if request.content.is_eof():  # the whole body came with the headers: nothing to wait for
+                body = await request.read()
+            else:
+                async with asyncio.timeout(self.body_timeout):
                     body = await request.read()
-                else:
-                    async with asyncio.timeout(body_timeout):
-                        body = await request.read()
-            except TimeoutError:
-                raise RequestTimeout(f"request body not received within {body_timeout:g}s") from None
-            except web.HTTPRequestEntityTooLarge:
-                raise BodyTooLarge(too_large) from None
-            if log_bodies:
-                log.info(
-                    "request_body",
-                    request_id=request[RECORD].request_id,
-                    body=body[:LOGGED_BODY_BYTES].decode("utf-8", "replace"),
-                    truncated=len(body) > LOGGED_BODY_BYTES,
-                )
-        return await handler(request)
-
-    return limits
+        except TimeoutError:
+            raise RequestTimeout(f"request body not received within {self.body_timeout:g}s") from None
+        except web.HTTPRequestEntityTooLarge:
+            raise BodyTooLarge(self.too_large) from None
+        if self.log_bodies:
+            log.info(
+                "request_body",
+                request_id=request[RECORD].request_id,
+                body=body[:LOGGED_BODY_BYTES].decode("utf-8", "replace"),
+                truncated=len(body) > LOGGED_BODY_BYTES,
+            )
+        return body

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -31,6 +31,8 @@ class Services:
     keepwarm: KeepWarm
     started: float = field(default_factory=time.time)
     extras: dict[str, Any] = field(default_factory=dict)
+    # how handlers read a request body (access control installs a bounded reader)
+    read_body: Callable[[web.Request], Awaitable[bytes]] = web.Request.read
     # called once per request after its answer: (record, status, content type)
     observers: list[Callable[[Record, int, str], None]] = field(default_factory=list)
     _resolved: dict[str, Model | None] = field(default_factory=dict)
@@ -65,7 +67,7 @@ def record_of(request: web.Request) -> Record:
 
 async def read_json(request: web.Request) -> tuple[bytes, dict[str, Any]]:
     """The body once: raw bytes to forward as they are, and the parsed object."""
-    body = await request.read()
+    body = await services(request).read_body(request)
     if not body:
         raise BadRequest("missing request body")
     try:
