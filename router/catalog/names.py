@@ -91,14 +91,6 @@ def parse_model_name(raw: str) -> ModelName:
     return ModelName(host, namespace, model, tag)
 
 
-def is_valid_model_name(raw: str) -> bool:
-    try:
-        parse_model_name(raw)
-    except InvalidModelName:
-        return False
-    return True
-
-
 def model_key(raw: str) -> str | None:
     """The lookup key of a name, or None when it is not a valid name."""
     try:

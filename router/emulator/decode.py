@@ -20,7 +20,6 @@ FieldTypes = Mapping[str, tuple[tuple[type, ...], str]]
 STRING = ((str,), "string")
 BOOL = ((bool,), "bool")
 OBJECT = ((dict,), "map[string]interface {}")
-LIST_ANY = ((list,), "[]interface {}")
 INT = ((int,), "int")
 
 

@@ -32,8 +32,3 @@ def sse_event(value: object) -> bytes:
     return b"data: " + dumps(value) + b"\n\n"
 
 
-async def start_stream(request: web.Request, content_type: str) -> web.StreamResponse:
-    """Send the status line and headers: call only when the first chunk is ready (1.5)."""
-    response = web.StreamResponse(headers={"Content-Type": content_type})
-    await response.prepare(request)
-    return response

@@ -12,7 +12,6 @@ another method -> 405 `405 method not allowed` with `Allow`, a trailing slash
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -152,10 +151,3 @@ async def run_emulator(config: EmulatorConfig) -> RunningEmulator:
     port = runner.addresses[0][1] if runner.addresses else config.port
     return RunningEmulator(runner, config.host or "0.0.0.0", port, app)
 
-
-async def serve_forever(config: EmulatorConfig, stop: asyncio.Event) -> None:
-    running = await run_emulator(config)
-    try:
-        await stop.wait()
-    finally:
-        await running.close()

@@ -47,7 +47,3 @@ class Slots:
                 waiter.set_result(None)
                 return
         self.free += 1
-
-    @property
-    def waiting(self) -> int:
-        return len(self._waiters)

@@ -72,10 +72,6 @@ class ContainerState:
         return self.state != DOWN
 
     @property
-    def has_room(self) -> bool:
-        return self.in_flight < self.limit
-
-    @property
     def queue_full(self) -> bool:
         return len(self.waiters) >= self.max_queue
 

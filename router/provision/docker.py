@@ -44,7 +44,6 @@ class Outcome:
     ok: bool = True
     message: str = ""
     docker_name: str = ""
-    container_id: str = ""
 
 
 def connect(timeout: int = API_TIMEOUT, pool_size: int = 16) -> docker.DockerClient:
@@ -226,7 +225,6 @@ class Reconciler:
             if image_error and action in _MAKES_CONTAINER:
                 raise ProvisionError(image_error)  # before removing anything: the old one keeps running
             container = self._converge(spec, current, action)
-            outcome.container_id = container.id or ""
             self.notify(spec.name, f"{action}; waiting for Ollama at {spec.url}")
             wait_ready(container, spec, self.ready_timeout)
             self.notify(spec.name, "ready")

@@ -34,7 +34,6 @@ class PullBars:
     """A progress bar per (container, model); a line per finished or failed pull."""
 
     def __init__(self, out: Console) -> None:
-        self._out = out
         self._progress = Progress(
             TextColumn("{task.fields[label]}"),
             TextColumn("[dim]{task.fields[status]}"),

@@ -114,10 +114,6 @@ class ContainerSpec:
     def uses_host_network(self) -> bool:
         return self.network == "host"
 
-    @property
-    def volume_names(self) -> list[str]:
-        return [n for n in (named_volume(v) for v in self.volumes) if n]
-
     def hashed_fields(self) -> dict[str, Any]:
         return {
             "image": self.image,

@@ -53,6 +53,7 @@ def container_status(state: ContainerState) -> dict[str, Any]:
         "last_probe": _iso(state.last_probe),
         "consecutive_failures": state.consecutive_failures,
         "last_error": state.last_error,
+        "down_since": _iso(state.down_since),
         "in_flight": state.in_flight,
         "limit": state.limit,
         "queued": len(state.waiters),

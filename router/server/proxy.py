@@ -25,7 +25,7 @@ from router import wire
 from router.catalog import Catalog, Model
 from router.fleet.balancer import Balancer, ContainerGone, NoContainer, QueueFull, QueueTimeout
 from router.fleet.state import ContainerState, Fleet
-from router.server.errors import OPENAI, TooManyRequests, Unavailable
+from router.server.errors import TooManyRequests, Unavailable
 from router.server.upstream import ConnectFailed, UpstreamPool, UpstreamResponse
 
 log = structlog.get_logger("router.proxy")
@@ -51,7 +51,6 @@ HOP_BY_HOP = frozenset(
 # Statuses after which a sibling may do better. 404: the container lacks the
 # model the catalog says it has (not pulled yet), which a sibling may have.
 RETRYABLE = frozenset({404, 429, 500, 502, 503, 504})
-NO_RETRY_AFTER_STATUSES = frozenset({404})
 ENDED_WITH_ERROR = "stream ended with an error line"
 
 
@@ -91,7 +90,6 @@ class Record:
     client_left: bool = False
     error: str | None = None
     key_name: str | None = None
-    usage: dict[str, Any] | None = None
     tail: bytes = b""  # the answer's last bytes (where Ollama's eval stats and OpenAI's usage are)
     upstream_wait: float = 0.0  # waiting for containers' response headers, over all attempts
     started: float = field(default_factory=time.perf_counter)
@@ -374,4 +372,4 @@ def _stream_incomplete(content_type: str, tail: bytes) -> str | None:
     return None
 
 
-__all__ = ["OPENAI", "PassThroughResponse", "Proxy", "Record"]
+__all__ = ["PassThroughResponse", "Proxy", "Record"]

@@ -32,7 +32,7 @@ async def test_killed_container_is_down_within_two_probe_intervals_and_up_after_
         fleet.backends["b"].kill()
         assert await wait_until(reports(fleet, "b", "down"), every=0.02) < 2 * interval
         down = await container_status(fleet, "b")
-        assert down["consecutive_failures"] >= 1 and down["last_error"]
+        assert down["consecutive_failures"] >= 1 and down["last_error"] and down["down_since"]
         # still answering, from the sibling
         reply = await chat(fleet)
         assert reply.status == 200 and reply.container == "a"

@@ -37,7 +37,7 @@ async def test_status_lists_containers_and_models() -> None:
         now = datetime.now(timezone.utc)
         for c in (a, b):
             assert (now - _parse(c["last_probe"])).total_seconds() < 5
-            assert c["consecutive_failures"] == 0
+            assert c["consecutive_failures"] == 0 and c["down_since"] is None
             assert c["in_flight"] == 0 and c["queued"] == 0
             for loaded in c["loaded"]:
                 assert _parse(loaded["expires_at"]) > now
