@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -36,14 +36,12 @@ class Services:
     # called once per request after its answer: (record, status, content type)
     observers: list[Callable[[Record, int, str], None]] = field(default_factory=list)
     _resolved: dict[str, Model | None] = field(default_factory=dict)
-    _resolved_from: Catalog | None = None
 
     def resolve(self, name: str) -> Model | None:
-        """`catalog.resolve`, computed once per spelling and catalog (every request
-        resolves its model name; bounded, since names come from clients)."""
-        if self._resolved_from is not self.catalog or len(self._resolved) >= 4096:
+        """`catalog.resolve`, computed once per spelling (every request resolves its
+        model name; the catalog never changes; bounded, since names come from clients)."""
+        if len(self._resolved) >= 4096:
             self._resolved.clear()
-            self._resolved_from = self.catalog
         try:
             return self._resolved[name]
         except KeyError:
