@@ -51,6 +51,10 @@ HOP_BY_HOP = frozenset(
 # Statuses after which a sibling may do better. 404: the container lacks the
 # model the catalog says it has (not pulled yet), which a sibling may have.
 RETRYABLE = frozenset({404, 429, 500, 502, 503, 504})
+# Ollama answers a request whose option has the wrong type with a 500
+# (ollama-api.md 4.6): the client's fault, which no sibling would answer better
+# and which says nothing of the container's health.
+CLIENT_FAULT_500_PREFIX = b'{"error":"option \\"'
 ENDED_WITH_ERROR = "stream ended with an error line"
 
 
@@ -101,6 +105,7 @@ class Failure:
     status: int | None = None
     content_type: str | None = None
     body: bytes | None = None
+    final: bool = False  # the request's own fault: answer the client, try nothing else
 
 
 class Proxy:
@@ -184,6 +189,8 @@ class Proxy:
                     state.release()
                 if isinstance(outcome, web.StreamResponse):
                     return outcome
+                if outcome.final:
+                    return self._upstream_error(record, outcome)
                 first_reason = first_reason or outcome.reason
                 if outcome.status is not None:
                     last_failure = outcome
@@ -200,19 +207,24 @@ class Proxy:
         self, record: Record, model: Model, last_failure: Failure | None, queue_refused: bool
     ) -> web.StreamResponse:
         if last_failure is not None and last_failure.body is not None and last_failure.status is not None:
-            # The upstream's own error, status and shape kept.
-            response = web.Response(status=last_failure.status, body=last_failure.body)
-            response.headers["Content-Type"] = last_failure.content_type or wire.JSON
-            if last_failure.status >= 500 or last_failure.status == 429:
-                response.headers["Retry-After"] = "1"
-            record.error = last_failure.reason
-            return response
+            return self._upstream_error(record, last_failure)
         if queue_refused:
             raise TooManyRequests(
                 f"all containers of model '{model.tag}' are at capacity and their queues are full; retry later",
                 retry_after=1,
             )
         raise Unavailable(f"no container can serve model '{model.tag}' right now", retry_after=self._retry_after())
+
+    @staticmethod
+    def _upstream_error(record: Record, failure: Failure) -> web.Response:
+        """The upstream's own error, status and shape kept."""
+        assert failure.status is not None and failure.body is not None
+        response = web.Response(status=failure.status, body=failure.body)
+        response.headers["Content-Type"] = failure.content_type or wire.JSON
+        if not failure.final and (failure.status >= 500 or failure.status == 429):
+            response.headers["Retry-After"] = "1"
+        record.error = failure.reason
+        return response
 
     def _retry_after(self) -> float:
         return max(1.0, min(30.0, self.balancer.queue_timeout / 10 or 1.0))
@@ -263,9 +275,12 @@ class Proxy:
                 error_body = await upstream.read()
         except (aiohttp.ClientError, OSError, TimeoutError):
             error_body = None
+        content_type = upstream.headers.get("Content-Type")
+        if upstream.status == 500 and error_body is not None and error_body.startswith(CLIENT_FAULT_500_PREFIX):
+            return Failure("client_fault", 500, content_type, error_body, final=True)
         if upstream.status >= 500 and upstream.status != 503:  # 503 is Ollama's "server busy": load, not ill health
             self.fleet.report_failure(state, f"HTTP {upstream.status}")
-        return Failure(f"http_{upstream.status}", upstream.status, upstream.headers.get("Content-Type"), error_body)
+        return Failure(f"http_{upstream.status}", upstream.status, content_type, error_body)
 
     async def _stream(
         self,

@@ -275,3 +275,21 @@ async def test_a_container_killed_mid_stream_ends_the_stream_with_an_error_and_n
         assert b"[DONE]" not in rest and b'"done":true' not in rest
         assert (await fleet.backends["b"].stats())["requests"] == sibling_before  # no retry
         assert (await fleet.status())["counters"]["stream_failures"] == 1
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_clients_bad_options_are_answered_once_and_take_no_container_out(stream: bool) -> None:
+    """Ollama answers a wrong option type with a 500 (ollama-api.md 4.6); that is the
+    client's fault: the router passes it on without trying the sibling, and no
+    container leaves rotation (else a few bad requests would take out the fleet)."""
+    async with router_fleet(TWO_CONTAINERS, settings={"health_interval": 30, "failure_threshold": 1}) as fleet:
+        await fleet.wait_warm()
+        before = {name: (await b.stats())["requests"] for name, b in fleet.backends.items()}
+        reply = await chat(fleet, "ollama", stream=stream, options={"temperature": "hot"})
+        assert reply.status == 500
+        assert reply.json() == {"error": 'option "temperature" must be of type float32'}
+        after = {name: (await b.stats())["requests"] for name, b in fleet.backends.items()}
+        assert sum(after.values()) - sum(before.values()) == 1  # no retry on the sibling
+        for name in fleet.backends:
+            assert (await container_status(fleet, name))["state"] == "up"
+        assert (await chat(fleet, "ollama")).status == 200
