@@ -55,11 +55,11 @@ def _port_free(port: int | None) -> bool:
     return True
 
 
-async def start_emulators(catalog: Catalog, *, tokens_per_second: float, load_time: float) -> tuple[Catalog, list["RunningEmulator"]]:
+async def start_emulators(catalog: Catalog, *, tokens_per_second: float, load_time: float) -> tuple[Catalog, list[RunningEmulator]]:
     """One emulator per container; returns the catalog pointed at them."""
     from router.emulator.server import EmulatorConfig, run_emulator
 
-    emulators: list["RunningEmulator"] = []
+    emulators: list[RunningEmulator] = []
     containers = {}
     for name, container in catalog.containers.items():
         models = catalog.models_on(name)

@@ -71,7 +71,7 @@ class RouterSettings(BaseSettings):
         return (init_settings, env_settings, _CatalogSection(settings_cls, cls.catalog_section))
 
     @classmethod
-    def load(cls, catalog_section: dict[str, Any] | None = None, **flags: Any) -> "RouterSettings":
+    def load(cls, catalog_section: dict[str, Any] | None = None, **flags: Any) -> RouterSettings:
         """Flags given as None are treated as not given."""
         given = {k: v for k, v in flags.items() if v is not None}
         scoped = type(cls.__name__, (cls,), {"catalog_section": dict(catalog_section or {})})

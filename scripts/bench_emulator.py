@@ -29,8 +29,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from router.emulator.config import EmulatorConfig  # noqa: E402
-from router.emulator.harness import start_emulator  # noqa: E402
+from router.emulator.config import EmulatorConfig
+from router.emulator.harness import start_emulator
 
 MODEL = "llama3.2"
 BODY = {"model": MODEL, "messages": [{"role": "user", "content": "Why is the sky blue?"}]}
@@ -112,7 +112,7 @@ def main() -> int:
         cpu_before = _cpu_seconds(emulator.pid)
         served_before = emulator.stats()["requests"]
         if shutil.which("wrk"):
-            rps, output = run_wrk(emulator.url, args.connections, args.duration, args.threads)
+            rps, _output = run_wrk(emulator.url, args.connections, args.duration, args.threads)
             client = f"wrk -t{args.threads} -c{args.connections} -d{int(args.duration)}s (Lua POST)"
         else:
             print("wrk not found: falling back to an in-process aiohttp client (a lower bound)", file=sys.stderr)

@@ -30,6 +30,7 @@ from router.server.context import SERVICES, Services
 from router.server.runner import RunningApp, start_app
 from router.settings import RouterSettings
 
+
 def catalog_yaml(*containers: str, models: dict[str, str], container_extra: str = "") -> str:
     """A catalog's YAML: each of `containers` on its own GPU (the i-th on GPU i, port i + 1,
     plus `container_extra` such as "num_parallel: 1"), then `models` as name -> mapping body."""
@@ -69,10 +70,9 @@ class Backend:
         return self.process.pid if self.process else None
 
     async def request(self, method: str, path: str, **kwargs: Any) -> Any:
-        async with aiohttp.ClientSession() as session:
-            async with session.request(method, self.url + path, **kwargs) as response:
-                response.raise_for_status()
-                return await response.json(content_type=None)
+        async with aiohttp.ClientSession() as session, session.request(method, self.url + path, **kwargs) as response:
+            response.raise_for_status()
+            return await response.json(content_type=None)
 
     async def stats(self) -> dict[str, Any]:
         return await self.request("GET", "/_emulator/stats")  # type: ignore[no-any-return]

@@ -63,7 +63,7 @@ class KeysFile(BaseModel):
     keys: list[KeyEntry] = Field(default_factory=list)
 
     @model_validator(mode="after")
-    def _unique(self) -> "KeysFile":
+    def _unique(self) -> KeysFile:
         seen_names: set[str] = set()
         seen_hashes: set[str] = set()
         for entry in self.keys:
@@ -108,7 +108,7 @@ def read_keys_file(path: str | Path) -> KeysFile:
 
 
 def _describe(error: Mapping[str, Any], raw: dict[str, Any]) -> str:
-    loc = error.get("loc") or ()
+    loc: tuple[Any, ...] = tuple(error.get("loc") or ())
     where = ".".join(str(part) for part in loc)
     if len(loc) >= 2 and loc[0] == "keys" and isinstance(loc[1], int):
         entries = raw.get("keys") or []
@@ -158,7 +158,7 @@ class KeyStore:
         self._verified: dict[str, ApiKey] = {}
 
     @classmethod
-    def load(cls, path: str | Path, catalog: Catalog) -> "KeyStore":
+    def load(cls, path: str | Path, catalog: Catalog) -> KeyStore:
         loaded = []
         for entry in read_keys_file(path).keys:
             bucket = None
@@ -195,5 +195,5 @@ def presented_key(headers: Mapping[str, str]) -> str | None:
         key = auth[7:].strip()
         if key:
             return key
-    key = headers.get("x-api-key")
-    return key.strip() or None if key is not None else None
+    api_key = headers.get("x-api-key")
+    return api_key.strip() or None if api_key is not None else None

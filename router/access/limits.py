@@ -24,7 +24,7 @@ LOGGED_BODY_BYTES = 4096
 class BodyReader:
     """Reads a request's body for its handler, bounded in size and time."""
 
-    __slots__ = ("max_body_bytes", "body_timeout", "log_bodies", "too_large")
+    __slots__ = ("body_timeout", "log_bodies", "max_body_bytes", "too_large")
 
     def __init__(self, max_body_bytes: int, body_timeout: float, log_bodies: bool = False) -> None:
         self.max_body_bytes = max_body_bytes

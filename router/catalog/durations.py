@@ -73,10 +73,7 @@ def parse_keep_alive(value: object) -> float:
     """
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise _unsupported(value)
-    if isinstance(value, str):
-        seconds = parse_go_duration(value.strip())
-    else:
-        seconds = float(value)
+    seconds = parse_go_duration(value.strip()) if isinstance(value, str) else float(value)
     if seconds < 0:
         return FOREVER
     return seconds
@@ -120,4 +117,4 @@ def format_duration(seconds: float) -> str:
         return "-1m"
     if seconds == int(seconds):
         return f"{int(seconds)}s"
-    return f"{int(round(seconds * 1000))}ms"
+    return f"{round(seconds * 1000)}ms"

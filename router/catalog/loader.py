@@ -10,7 +10,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 from pydantic import ValidationError
@@ -71,7 +71,7 @@ def _key_text(node: yaml.Node) -> str:
         return str(node.start_mark)
     try:
         value = yaml.constructor.SafeConstructor().construct_object(node)
-    except Exception:  # noqa: BLE001 - an unreadable key is reported by the full load
+    except Exception:
         return str(node.value)
     return str(int(value) if isinstance(value, bool) else value)  # pydantic's loc holds `yes:` as 1
 
@@ -120,7 +120,7 @@ class _Lines:
         return [str(part) for part in self._match(path)[1]]
 
     def _match(self, path: tuple[str | int, ...]) -> tuple[int, Path_]:
-        best, current = 1, ()
+        best, current = 1, cast(Path_, ())
         for part in path:
             candidate = (*current, str(part) if not isinstance(part, int) else part)
             if candidate not in self._lines and isinstance(part, int):
@@ -370,7 +370,7 @@ def _check_fallbacks(spec: CatalogSpec, keys: dict[str, str], file: str, line: _
 
     def visit(key: str, trail: list[str]) -> None:
         state[key] = 1
-        for index, target in enumerate(graph.get(key, ())):
+        for _index, target in enumerate(graph.get(key, ())):
             if state.get(target) == 1:
                 cycle = [*trail[trail.index(target):], key, target] if target in trail else [key, target]
                 names = " -> ".join(tag_by_key[k] for k in cycle)
@@ -434,9 +434,9 @@ def build_catalog(spec: CatalogSpec, file: str, line: _Lines) -> LoadResult:
                 aliases[alias_key] = key
 
     used = {c for m in spec.models.values() for c in m.containers}
-    for name in spec.containers:
-        if name not in used:
-            warnings.append(Problem(file, line("containers", name), f"container '{name}' serves no model"))
+    for container_name in spec.containers:
+        if container_name not in used:
+            warnings.append(Problem(file, line("containers", container_name), f"container '{container_name}' serves no model"))
 
     catalog = Catalog(
         path=file,
@@ -475,6 +475,7 @@ def load_catalog(path: str | Path) -> LoadResult:
 
 
 __all__ = [
+    "DEFAULT_NUM_PARALLEL",
     "Catalog",
     "CatalogError",
     "Container",
@@ -484,5 +485,4 @@ __all__ = [
     "Problem",
     "load_catalog",
     "parse_catalog",
-    "DEFAULT_NUM_PARALLEL",
 ]

@@ -175,7 +175,7 @@ class Catalog:
     aliases: dict[str, str] = field(default_factory=dict)  # lower-case alias -> model key
     router: dict[str, Any] = field(default_factory=dict)  # the `router:` section, set fields only
 
-    def resolve(self, name: str) -> Model | None:
+    def resolve(self, name: object) -> Model | None:
         """A requested model name or alias to its catalog model (Ollama's lookup rules)."""
         if not isinstance(name, str):
             return None

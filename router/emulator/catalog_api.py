@@ -98,10 +98,7 @@ class CatalogApi:
     def _show(self, info: ModelInfo) -> dict[str, Any]:
         """The reply in Go struct order; empty fields omitted, model_info always there."""
         arch = info.family.replace("-", "")
-        if info.embedding:
-            template = "{{ .Prompt }}"
-        else:
-            template = "{{- range .Messages }}<|{{ .Role }}|>{{ .Content }}{{ end }}<|assistant|>"
+        template = "{{ .Prompt }}" if info.embedding else "{{- range .Messages }}<|{{ .Role }}|>{{ .Content }}{{ end }}<|assistant|>"
         reply: dict[str, Any] = {
             "license": "Emulated model: no license text.",
             "modelfile": (

@@ -6,12 +6,7 @@ from collections.abc import Iterable
 
 from aiohttp import web
 
-BUILTIN_ORIGINS = tuple(
-    f"{scheme}://{host}{port}"
-    for host in ("localhost", "127.0.0.1", "0.0.0.0")
-    for scheme in ("http", "https")
-    for port in ("", ":*")
-) + ("app://*", "file://*", "tauri://*", "vscode-webview://*", "vscode-file://*")
+BUILTIN_ORIGINS = (*tuple(f"{scheme}://{host}{port}" for host in ("localhost", "127.0.0.1", "0.0.0.0") for scheme in ("http", "https") for port in ("", ":*")), "app://*", "file://*", "tauri://*", "vscode-webview://*", "vscode-file://*")
 ALLOW_METHODS = "GET,POST,PUT,PATCH,DELETE,HEAD,OPTIONS"
 ALLOW_HEADERS = ",".join((
     "Authorization", "Content-Type", "User-Agent", "Accept", "X-Requested-With", "Openai-Beta",

@@ -176,7 +176,7 @@ def _start_thread(config: EmulatorConfig) -> EmulatorHandle:
 def _start_process(config: EmulatorConfig, timeout: float = 30.0) -> EmulatorHandle:
     argv = [sys.executable, "-m", "router.emulator", *config_argv(config)]
     # stderr goes to a file, never a pipe nobody drains (a full pipe would stall the server).
-    stderr = tempfile.TemporaryFile("w+")
+    stderr = tempfile.TemporaryFile("w+")  # noqa: SIM115 - the handle closes it with the process
     process = sp.Popen(argv, stdout=sp.PIPE, stderr=stderr, text=True)
     handle = EmulatorHandle(config, pid=process.pid, process=process)
     deadline = time.monotonic() + timeout

@@ -29,7 +29,6 @@ from router.emulator.slots import Slots
 from router.emulator.stats import Stats
 from router.emulator.store import ModelInfo
 
-
 # Options fixed when a runner starts; changing any of them means a reload (4.6).
 LOAD_OPTIONS = ("num_ctx", "num_batch", "num_gpu", "main_gpu", "use_mmap", "num_thread")
 Shape = tuple[object, ...]
@@ -50,18 +49,18 @@ class Runner:
     """One loaded model."""
 
     __slots__ = (
+        "_idle_waiters",
+        "_timer",
+        "gone",
+        "idle_deadline",
+        "in_flight",
         "info",
+        "keep_alive",
+        "parallel",
         "shape",
         "slots",
-        "parallel",
-        "in_flight",
-        "keep_alive",
-        "idle_deadline",
-        "unloading",
         "unload_requested_at",
-        "_timer",
-        "_idle_waiters",
-        "gone",
+        "unloading",
     )
 
     def __init__(self, info: ModelInfo, shape: Shape, parallel: int, keep_alive: float) -> None:

@@ -11,7 +11,7 @@ from collections import deque
 
 
 class Slots:
-    __slots__ = ("free", "_waiters")
+    __slots__ = ("_waiters", "free")
 
     def __init__(self, size: int) -> None:
         self.free = size

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _utc_second = -1
 _utc_prefix = ""
 
@@ -20,7 +20,7 @@ def created_at(ns: int | None = None) -> str:
         ns = time.time_ns()
     second, fraction = divmod(ns, 1_000_000_000)
     if second != _utc_second:
-        _utc_prefix = datetime.fromtimestamp(second, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+        _utc_prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
         _utc_second = second
     if fraction == 0:
         return _utc_prefix + "Z"

@@ -11,11 +11,10 @@ from router.emulator.state import Emulator
 from router.emulator.store import ModelInfo, ModelStore
 
 _FLOAT_OPTIONS = frozenset(
-    "temperature top_p min_p typical_p repeat_penalty presence_penalty frequency_penalty".split()
+    ["temperature", "top_p", "min_p", "typical_p", "repeat_penalty", "presence_penalty", "frequency_penalty"]
 )
 _INT_OPTIONS = frozenset(
-    "num_keep seed num_predict top_k repeat_last_n num_ctx num_batch num_gpu main_gpu "
-    "num_thread draft_num_predict".split()
+    ["num_keep", "seed", "num_predict", "top_k", "repeat_last_n", "num_ctx", "num_batch", "num_gpu", "main_gpu", "num_thread", "draft_num_predict"]
 )
 _BOOL_OPTIONS = frozenset({"use_mmap"})
 THINK_LEVELS = ("high", "medium", "low", "max")

@@ -130,7 +130,7 @@ class KeepWarm:
             *(self._deep_check_one(s, m, timeout if s.has_loaded(m) else timeout + self.load_timeout) for s, m in pairs)
         )
         failed: dict[str, str] = {}
-        for (state, _), reason in zip(pairs, reasons):
+        for (state, _), reason in zip(pairs, reasons, strict=False):
             if reason is not None:
                 failed.setdefault(state.name, reason)
         for state in {s.name: s for s, _ in pairs}.values():

@@ -147,7 +147,7 @@ class Fleet:
     preload_errors: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def from_catalog(cls, catalog: Catalog, *, max_queue: int, failure_threshold: int) -> "Fleet":
+    def from_catalog(cls, catalog: Catalog, *, max_queue: int, failure_threshold: int) -> Fleet:
         states = {
             name: ContainerState(container=c, limit=c.num_parallel, max_queue=max_queue)
             for name, c in catalog.containers.items()
@@ -170,10 +170,9 @@ class Fleet:
         state.failures += 1
         state.consecutive_failures += 1
         state.last_error = reason
-        if fatal or state.consecutive_failures >= self.failure_threshold:
-            if state.mark_down(reason):
-                state.wake_all(ContainerGone(state.name))
-                state.wakeup.set()
+        if (fatal or state.consecutive_failures >= self.failure_threshold) and state.mark_down(reason):
+            state.wake_all(ContainerGone(state.name))
+            state.wakeup.set()
 
     def model_ready(self, model: Model) -> list[str]:
         return [s.name for s in self.states_for(model) if s.state == UP]

@@ -157,7 +157,7 @@ def run_down(args: argparse.Namespace) -> int:
     loaded = _load(args)
     if loaded is None:
         return 1
-    catalog, project = loaded
+    _catalog, project = loaded
 
     def body() -> int:
         outcomes = down(connect(), project, volumes=args.volumes)

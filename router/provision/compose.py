@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
@@ -135,7 +135,7 @@ def render_router_catalog(catalog: Catalog) -> dict[str, Any]:
     raw["defaults"] = {k: v for k, v in defaults.items() if k in _ROUTER_SIDE_KEYS}
     if not raw["defaults"]:
         del raw["defaults"]
-    return raw
+    return cast(dict[str, Any], raw)
 
 
 class _PlainDumper(yaml.SafeDumper):

@@ -125,7 +125,7 @@ def answers(url: str, timeout: float = 1.0) -> bool:
     """Does an Ollama answer `GET /` there?"""
     try:
         with urllib.request.urlopen(url.rstrip("/") + "/", timeout=timeout) as response:
-            return response.status == 200
+            return bool(response.status == 200)
     except (urllib.error.URLError, OSError, ValueError):
         return False
 

@@ -73,7 +73,7 @@ async def _fleet_listing(request: web.Request, path: str) -> dict[str, dict[str,
     states = list(fleet.containers.values())
     results = await asyncio.gather(*(_fetch(s, path) for s in states))
     by_container: dict[str, dict[str, Any]] = {}
-    for state, result in zip(states, results):
+    for state, result in zip(states, results, strict=False):
         if result is not None:
             by_container[state.name] = result
             if path == "/api/ps":

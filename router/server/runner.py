@@ -31,7 +31,7 @@ async def start_app(app: web.Application, host: str, port: int, *, reuse_port: b
         site={"reuse_port": reuse_port or None},
     )
     bound = port
-    server = site._server  # noqa: SLF001 - the only way to learn an ephemeral port
+    server = site._server
     if server is not None and getattr(server, "sockets", None):
         bound = server.sockets[0].getsockname()[1]
     return RunningApp(runner, host, bound)
@@ -50,7 +50,7 @@ async def wait_for_signal() -> None:
             loop.remove_signal_handler(sig)
 
 
-def run_loop(main: "asyncio.coroutines.Coroutine[object, object, int]") -> int:  # type: ignore[name-defined]
+def run_loop(main: asyncio.coroutines.Coroutine[object, object, int]) -> int:  # type: ignore[name-defined]
     """asyncio.run with uvloop when it is installed."""
     try:
         import uvloop

@@ -19,7 +19,7 @@ Labels = tuple[str, ...]
 
 
 class CounterSeries:
-    __slots__ = ("name", "doc", "labels", "values")
+    __slots__ = ("doc", "labels", "name", "values")
 
     def __init__(self, name: str, doc: str, labels: Sequence[str] = ()) -> None:
         self.name, self.doc, self.labels = name, doc, list(labels)
@@ -37,12 +37,12 @@ class CounterSeries:
 
 
 class HistogramSeries:
-    __slots__ = ("name", "doc", "labels", "bounds", "les", "series")
+    __slots__ = ("bounds", "doc", "labels", "les", "name", "series")
 
     def __init__(self, name: str, doc: str, labels: Sequence[str], buckets: Sequence[float]) -> None:
         self.name, self.doc, self.labels = name, doc, list(labels)
         self.bounds = tuple(sorted(buckets))
-        self.les = [floatToGoString(b) for b in self.bounds] + ["+Inf"]
+        self.les = [floatToGoString(b) for b in self.bounds] + ["+Inf"]  # type: ignore[no-untyped-call]
         # per label tuple: a count per bucket (the last one +Inf), then the sum
         self.series: dict[Labels, list[float]] = {}
 
@@ -57,5 +57,5 @@ class HistogramSeries:
         family = HistogramMetricFamily(self.name, self.doc, labels=self.labels)
         for labels, counts in self.series.items():
             cumulative = list(accumulate(counts[:-1]))
-            family.add_metric(list(labels), list(zip(self.les, cumulative)), counts[-1])
+            family.add_metric(list(labels), list(zip(self.les, cumulative, strict=False)), counts[-1])
         return family

@@ -44,7 +44,7 @@ class ConnectFailed(aiohttp.ClientConnectionError):
 class UpstreamResponse:
     """The status and headers of a container's answer, and its body as it arrives."""
 
-    __slots__ = ("_conn", "_chunks", "_size", "_waiter", "_error", "complete", "status", "headers", "content_length", "keep_alive")
+    __slots__ = ("_chunks", "_conn", "_error", "_size", "_waiter", "complete", "content_length", "headers", "keep_alive", "status")
 
     def __init__(self, conn: UpstreamConnection, status: int, headers: CIMultiDict[str], keep_alive: bool) -> None:
         self._conn = conn

@@ -68,7 +68,7 @@ class Keyed:
         return self.fleet.url
 
     def openai(self, who: str | None, **kwargs: Any) -> openai.AsyncOpenAI:
-        key = self.keys[who] if who in self.keys else (who or "")
+        key = self.keys.get(who, who or "")
         return openai.AsyncOpenAI(base_url=self.url + "/v1", api_key=key, max_retries=0, **kwargs)
 
     def ollama(self, who: str | None) -> ollama.AsyncClient:

@@ -11,7 +11,7 @@ import structlog
 import yaml
 
 from router.access.auth import announce
-from router.access.keys import KeyStore, KeysFileError, hash_key, presented_key, read_keys_file
+from router.access.keys import KeysFileError, KeyStore, hash_key, presented_key, read_keys_file
 from router.access.ratelimit import TokenBucket
 from router.catalog import parse_catalog
 from router.cli import main as cli

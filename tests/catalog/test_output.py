@@ -39,7 +39,7 @@ def _table_rows(out: str) -> dict[str, list[str]]:
 
 
 def test_success_prints_models_containers_gpus_aliases_fallbacks(validate: Validate) -> None:
-    path, outcome = validate(BASE)
+    _path, outcome = validate(BASE)
     assert (outcome.code, outcome.err) == (0, "")
     rows = _table_rows(outcome.out)
     assert rows["model"] == ["model", "containers", "GPUs / URL", "aliases", "fallbacks"]

@@ -141,7 +141,7 @@ def text_mutants(draw: st.DrawFn) -> str:
             elif op == "dedent":
                 lines[at] = lines[at].lstrip(" ")
             else:
-                lines = lines[:at] + [lines[at][: draw(st.integers(0, len(lines[at])))]]
+                lines = [*lines[:at], lines[at][:draw(st.integers(0, len(lines[at])))]]
     return "".join(lines)
 
 
@@ -204,7 +204,7 @@ def test_validate_command_never_shows_a_traceback(text: str) -> None:
 HOSTILE: list[tuple[str, str, int]] = [
     ("recursive-anchor", "version: 1\ncontainers: &c\n  a: *c\nmodels: {}\n", 3),
     ("alias-bomb", "a: &a [1,1,1,1,1,1,1,1,1,1]\n"
-     + "".join(f"{n}: &{n} [{', '.join(['*' + p] * 10)}]\n" for p, n in zip("abcdefg", "bcdefgh")), 1),
+     + "".join(f"{n}: &{n} [{', '.join(['*' + p] * 10)}]\n" for p, n in zip("abcdefg", "bcdefgh", strict=False)), 1),
     ("deep-nesting", "version: " + "[" * 1000 + "]" * 1000 + "\n", 1),
     ("bad-int-tag", "version: 1\ncontainers: {}\nmodels: {}\ndefaults: {num_parallel: !!int four}\n", 4),
     ("bad-timestamp-tag", "version: !!timestamp never\n", 1),

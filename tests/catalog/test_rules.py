@@ -7,7 +7,6 @@ import pytest
 
 from tests.catalog.support import BASE, M, Validate, edit, marked_line
 
-
 # (id, broken catalog with the offending line marked, text the message must contain)
 RULES: list[tuple[str, str, str]] = [
     # YAML syntax
@@ -113,7 +112,7 @@ def test_rule_names_file_and_line(validate: Validate, text: str, expected: str) 
 def test_unclosed_flow_names_where_it_opened(validate: Validate) -> None:
     text = edit("    gpus: [1]\n", "    gpus: [1\n")
     path, outcome = validate(text)
-    ((line, message),) = outcome.problems(path)
+    ((_line, message),) = outcome.problems(path)
     assert outcome.code == 1
     assert "flow sequence that starts at line 9" in message
 

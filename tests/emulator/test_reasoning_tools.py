@@ -82,10 +82,7 @@ def test_native_tool_call_streams_in_one_line(emu):
 
 
 def test_tool_result_gets_a_text_answer(emu):
-    history = USER + [
-        {"role": "assistant", "content": "", "tool_calls": [{"function": {"name": "get_weather", "arguments": {"city": "Paris"}}}]},
-        {"role": "tool", "content": "18C, sunny", "tool_name": "get_weather"},
-    ]
+    history = [*USER, {"role": "assistant", "content": "", "tool_calls": [{"function": {"name": "get_weather", "arguments": {"city": "Paris"}}}]}, {"role": "tool", "content": "18C, sunny", "tool_name": "get_weather"}]
     reply = ollama.Client(host=emu.url).chat(model="llama3.2", messages=history, tools=TOOLS)
     assert reply.message.content and not reply.message.tool_calls
 

@@ -135,10 +135,9 @@ async def test_disconnect_drops_a_queued_request(emulator):
 
 async def test_disconnect_stops_generation(emulator):
     emu = emulator(tokens_per_second=20, response_tokens=40)
-    async with aiohttp.ClientSession() as session:
-        async with session.post(emu.url + "/api/generate", json=PROMPT) as response:
-            await response.content.readline()
-            response.close()  # leave after the first token
+    async with aiohttp.ClientSession() as session, session.post(emu.url + "/api/generate", json=PROMPT) as response:
+        await response.content.readline()
+        response.close()  # leave after the first token
     await wait_for(lambda: emu.stats()["cancelled"] == 1)
     assert emu.stats()["in_flight"] == 0
 

@@ -8,9 +8,9 @@ import time
 import aiohttp
 
 from router.fleet.health import parse_timestamp
-
 from tests.fleet.support import FAST, MODEL, TWO_CONTAINERS, post, ps_models, wait_until
 from tests.harness import ONE_CONTAINER, router_fleet
+
 
 async def test_preload_happens_before_readyz_is_ready() -> None:
     async with router_fleet(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from tests.fleet.support import FAST, MODEL, chat, wait_until
 from tests.harness import router_fleet
@@ -34,7 +34,7 @@ async def test_status_lists_containers_and_models() -> None:
         assert a["url"] == fleet.backends["a"].url and b["url"] == fleet.backends["b"].url
         assert a["gpus"] == [0, 1] and b["gpus"] == [2]
         assert a["state"] == b["state"] == "up"
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         for c in (a, b):
             assert (now - _parse(c["last_probe"])).total_seconds() < 5
             assert c["consecutive_failures"] == 0 and c["down_since"] is None

@@ -102,7 +102,7 @@ def ollama_client(fleet: RouterFleet) -> ollama.AsyncClient:
 
 async def requests_by_container(fleet: RouterFleet) -> dict[str, int]:
     stats = await asyncio.gather(*(b.stats() for b in fleet.backends.values()))
-    return {name: s["requests"] for name, s in zip(fleet.backends, stats)}
+    return {name: s["requests"] for name, s in zip(fleet.backends, stats, strict=False)}
 
 
 async def served_by(fleet: RouterFleet, action: Callable[[], Awaitable[Any]]) -> tuple[Any, dict[str, int]]:

@@ -57,10 +57,7 @@ async def test_completions(fleet: RouterFleet, stream: bool) -> None:
     result, served = await served_by(
         fleet, lambda: client.completions.create(model="gpt-4o", prompt="Once upon a time", stream=stream)
     )
-    if stream:
-        text = "".join([c.choices[0].text async for c in result if c.choices])
-    else:
-        text = result.choices[0].text
+    text = "".join([c.choices[0].text async for c in result if c.choices]) if stream else result.choices[0].text
     assert text.strip()
     assert served == {"q": 1}
     await client.close()
