@@ -1,7 +1,7 @@
 """Wire-level constants and error bodies shared by the router and the emulator.
 
 Pure helpers only: the emulator must stay a stand-alone Ollama, so nothing here
-knows about the catalog or the fleet (ollama-api.md 1.3, 9.1, 9.3).
+knows about the catalog or the fleet (docs/ollama-wire.md §1.3, §9.1, §9.3).
 """
 
 from __future__ import annotations

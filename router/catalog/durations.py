@@ -1,4 +1,4 @@
-"""keep_alive and other durations in the forms Ollama accepts (ollama-api.md 7.1).
+"""keep_alive and other durations in the forms Ollama accepts (docs/ollama-wire.md §7.1).
 
 Two grammars exist upstream and both are needed:
 - a request's `keep_alive` (and the catalog's, which is sent as one): a number

@@ -1,7 +1,7 @@
 """The catalog users write, as pydantic types (the YAML shape), and the resolved,
 immutable `Catalog` the rest of the program reads.
 
-Field names follow PRODUCT.md's sketch; they are a contract: extend, never rename.
+Field names are those of the README's Catalog section; they are a contract: extend, never rename.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Ollama model names: grammar, normalisation and the short display form.
 
 Shared by the catalog, the router and the emulator, so all three agree on
-which strings name the same model (ollama-api.md section 2).
+which strings name the same model (docs/ollama-wire.md §2).
 """
 
 from __future__ import annotations

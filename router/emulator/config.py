@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from router.catalog.durations import parse_env_keep_alive, parse_keep_alive
 
-# The OpenAI chat stream dialect changed in this release (ollama-api.md 10.1).
+# The OpenAI chat stream dialect changed in this release (docs/ollama-wire.md §10.1).
 CURRENT_STREAM_DIALECT_SINCE = (0, 32, 6)
 # /api/tags capabilities and details.context_length appeared here (13).
 CAPABILITIES_SINCE = (0, 30, 0)

@@ -1,4 +1,4 @@
-"""CORS as Ollama configures gin-contrib/cors (ollama-api.md 8.2)."""
+"""CORS as Ollama configures gin-contrib/cors (docs/ollama-wire.md §8.2)."""
 
 from __future__ import annotations
 

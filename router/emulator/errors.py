@@ -1,4 +1,4 @@
-"""Errors as values that render themselves in both API shapes (ollama-api.md 9)."""
+"""Errors as values that render themselves in both API shapes (docs/ollama-wire.md §9)."""
 
 from __future__ import annotations
 

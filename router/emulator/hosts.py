@@ -1,4 +1,4 @@
-"""The Host-header check upstream applies on a loopback bind (ollama-api.md 8.1)."""
+"""The Host-header check upstream applies on a loopback bind (docs/ollama-wire.md §8.1)."""
 
 from __future__ import annotations
 

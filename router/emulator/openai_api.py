@@ -1,5 +1,5 @@
 """OpenAI compatibility layer: /v1/chat/completions, /v1/completions, /v1/embeddings,
-/v1/models (ollama-api.md 10). A translation over the native semantics: same
+/v1/models (docs/ollama-wire.md §10). A translation over the native semantics: same
 scheduler, same errors, rendered in the OpenAI envelope (9.3).
 """
 

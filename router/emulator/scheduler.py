@@ -1,4 +1,4 @@
-"""Model runners and the scheduler (ollama-api.md 7.2-7.5).
+"""Model runners and the scheduler (docs/ollama-wire.md §7.2-7.5).
 
 - A loaded model is a Runner with `num_parallel` slots (1 for embedding
   models); requests beyond that wait FIFO without limit inside the runner.

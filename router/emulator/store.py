@@ -1,4 +1,4 @@
-"""Installed models: names, metadata, lookup (ollama-api.md 2, 6.3, 6.5).
+"""Installed models: names, metadata, lookup (docs/ollama-wire.md §2, §6.3, §6.5).
 
 Metadata is derived deterministically from the name so that two emulators
 given the same model report the same digest, size and details.

@@ -18,7 +18,7 @@ from functools import lru_cache
 _WORDS = ["the", "sky", "is", "blue", "because", "sunlight", "scatters", "off", "small", "molecules", "in", "the", "air", "and", "shorter", "wavelengths", "bounce", "around", "more", "than", "longer", "ones", "so", "we", "see", "blue", "light", "coming", "from", "every", "direction", "during", "the", "day", "while", "sunsets", "look", "red", "as", "light", "travels", "through", "more", "atmosphere", "models", "answer", "questions", "by", "predicting", "one", "token", "after", "another", "from", "patterns", "learned", "in", "training", "data", "with", "attention", "over", "the", "context", "window"]
 _TOKEN_RE = re.compile(r"\w+|[^\w\s]")
 # Chat templates wrap each message in role markers; a fixed per-message cost
-# keeps prompt_eval_count plausible (ollama-api.md 7.5 asks for "about" the prompt size).
+# keeps prompt_eval_count plausible (docs/ollama-wire.md §7.5 asks for "about" the prompt size).
 MESSAGE_OVERHEAD_TOKENS = 4
 PROMPT_OVERHEAD_TOKENS = 3
 VOCABULARY_SIZE = 128256

@@ -1,4 +1,4 @@
-"""Timestamps in the exact forms Ollama writes them (ollama-api.md 1.6)."""
+"""Timestamps in the exact forms Ollama writes them (docs/ollama-wire.md §1.6)."""
 
 from __future__ import annotations
 

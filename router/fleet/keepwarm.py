@@ -5,7 +5,7 @@
 - after each good probe: re-ping a model whose `expires_at` comes within the
   margin, and reload one that went missing from `/api/ps`.
 The pings are the router's own requests, never a client's, so a client that
-leaves cannot abort a load (ollama-api.md 1.5).
+leaves cannot abort a load (docs/ollama-wire.md §1.5).
 """
 
 from __future__ import annotations

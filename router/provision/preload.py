@@ -1,6 +1,6 @@
 """Load each container's models into memory, as the catalog's keep_alive asks.
 
-Ollama loads a model for a request with no input (ollama-api.md 4.4, 6.1): an
+Ollama loads a model for a request with no input (docs/ollama-wire.md §4.4, §6.1): an
 empty `/api/generate` for generative models, an empty `/api/embed` for
 embedding models (which refuse generate).
 """

@@ -1,7 +1,7 @@
 """Errors the router answers with, each rendered in the API's own shape.
 
 Handlers raise these; the middleware renders them. `/v1/*` gets OpenAI's
-envelope, everything else Ollama's `{"error": "..."}` (ollama-api.md 9).
+envelope, everything else Ollama's `{"error": "..."}` (docs/ollama-wire.md §9).
 """
 
 from __future__ import annotations

@@ -133,7 +133,7 @@ async def ps(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    app.router.add_get("/", root)  # and HEAD: clients probe liveness with it (ollama-api.md 3)
+    app.router.add_get("/", root)  # and HEAD: clients probe liveness with it (docs/ollama-wire.md §3)
     for path in ("/api/chat", "/api/generate", "/api/embed", "/api/embeddings", "/api/show"):
         app.router.add_post(path, forward_by_model)
     app.router.add_get("/api/version", version)

@@ -52,7 +52,7 @@ HOP_BY_HOP = frozenset(
 # model the catalog says it has (not pulled yet), which a sibling may have.
 RETRYABLE = frozenset({404, 429, 500, 502, 503, 504})
 # Ollama answers a request whose option has the wrong type with a 500
-# (ollama-api.md 4.6): the client's fault, which no sibling would answer better
+# (docs/ollama-wire.md §4.6): the client's fault, which no sibling would answer better
 # and which says nothing of the container's health.
 CLIENT_FAULT_500_PREFIX = b'{"error":"option \\"'
 ENDED_WITH_ERROR = "stream ended with an error line"

@@ -126,7 +126,7 @@ def test_directory_instead_of_file_exits_1(tmp_path: Path, capsys: pytest.Captur
     assert outcome.err.startswith(f"{tmp_path}:") and "cannot read" in outcome.err
 
 
-# Every command of PRODUCT.md's table.
+# Every command of the README's Command line table.
 
 COMMANDS = ["validate", "serve", "up", "down", "status", "compose", "emulate", "demo"]
 

@@ -279,7 +279,7 @@ async def test_a_container_killed_mid_stream_ends_the_stream_with_an_error_and_n
 
 @pytest.mark.parametrize("stream", [False, True])
 async def test_a_clients_bad_options_are_answered_once_and_take_no_container_out(stream: bool) -> None:
-    """Ollama answers a wrong option type with a 500 (ollama-api.md 4.6); that is the
+    """Ollama answers a wrong option type with a 500 (docs/ollama-wire.md §4.6); that is the
     client's fault: the router passes it on without trying the sibling, and no
     container leaves rotation (else a few bad requests would take out the fleet)."""
     async with router_fleet(TWO_CONTAINERS, settings={"health_interval": 30, "failure_threshold": 1}) as fleet:
