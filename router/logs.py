@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from typing import Any
+from collections.abc import MutableMapping
+from typing import Any, Protocol
 
 import orjson
 import structlog
@@ -24,7 +25,7 @@ class IsoTimeStamper:
         self._second = -1
         self._prefix = ""
 
-    def __call__(self, logger: Any, method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    def __call__(self, logger: Any, method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
         now = time.time()
         second = int(now)
         if second != self._second:
@@ -34,23 +35,37 @@ class IsoTimeStamper:
         return event_dict
 
 
+class AccessLog(Protocol):
+    """Where the one line per request goes."""
+
+    def write(self, fields: dict[str, Any]) -> None: ...
+
+
+class StructlogAccessLine:
+    """Through structlog's configured pipeline (the default; what tests capture)."""
+
+    __slots__ = ("logger",)
+
+    def __init__(self) -> None:
+        self.logger = structlog.get_logger("router.access")
+
+    def write(self, fields: dict[str, Any]) -> None:
+        self.logger.info("request", **fields)
+
+
 class JsonAccessLine:
-    """The per-request access line, rendered exactly as the JSON configuration
-    would (same keys, same order, same file), without structlog's generic
-    pipeline: a third of the cost, on a line every request writes."""
+    """The per-request line rendered exactly as the JSON configuration would
+    (same keys, same order, same file), without structlog's generic pipeline:
+    a third of the cost, on a line every request writes."""
 
-    __slots__ = ("file", "processors", "stamper", "worker")
+    __slots__ = ("file", "stamper", "worker")
 
-    def __init__(self, file: Any, processors: list[structlog.types.Processor], worker: int | None) -> None:
+    def __init__(self, file: Any, worker: int | None) -> None:
         self.file = file
-        self.processors = processors
         self.worker = worker
         self.stamper = IsoTimeStamper()
 
-    def emit(self, fields: dict[str, Any]) -> bool:
-        """False when structlog was configured otherwise since (tests capturing logs)."""
-        if structlog.get_config()["processors"] is not self.processors:
-            return False
+    def write(self, fields: dict[str, Any]) -> None:
         event = {**fields, "event": "request"}
         if self.worker is not None:
             event["worker"] = self.worker
@@ -58,30 +73,19 @@ class JsonAccessLine:
         self.stamper(None, "info", event)
         self.file.write(orjson.dumps(event) + b"\n")
         self.file.flush()
-        return True
-
-
-_json_access: JsonAccessLine | None = None
-
-
-def log_access(logger: Any, fields: dict[str, Any]) -> None:
-    """One access line (`event: request`) with `fields`, through `logger` unless
-    the JSON fast path applies."""
-    fast = _json_access
-    if fast is None or not fast.emit(fields):
-        logger.info("request", **fields)
 
 
 def _add_worker(worker: int) -> structlog.types.Processor:
-    def add(logger: Any, method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    def add(logger: Any, method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
         event_dict["worker"] = worker
         return event_dict
 
     return add
 
 
-def configure_logging(fmt: str = "json", level: str = "info", *, worker: int | None = None) -> None:
-    """`worker`: the `serve --workers` index, added to every line (which process answered)."""
+def configure_logging(fmt: str = "json", level: str = "info", *, worker: int | None = None) -> AccessLog:
+    """Configure structlog; returns where access lines go under that configuration.
+    `worker`: the `serve --workers` index, added to every line (which process answered)."""
     level_no = logging.getLevelName(level.upper()) if isinstance(logging.getLevelName(level.upper()), int) else logging.INFO
     processors: list[structlog.types.Processor] = [
         structlog.processors.add_log_level,
@@ -89,14 +93,13 @@ def configure_logging(fmt: str = "json", level: str = "info", *, worker: int | N
     ]
     if worker is not None:
         processors.insert(0, _add_worker(worker))
+    factory: structlog.PrintLoggerFactory | structlog.BytesLoggerFactory
     if fmt == "console":
         processors.append(structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty()))
         factory = structlog.PrintLoggerFactory(sys.stderr)
     else:
         processors.append(structlog.processors.JSONRenderer(serializer=orjson.dumps))
         factory = structlog.BytesLoggerFactory(sys.stderr.buffer)
-    global _json_access
-    _json_access = JsonAccessLine(sys.stderr.buffer, processors, worker) if fmt != "console" and level_no <= logging.INFO else None
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(level_no),
@@ -104,3 +107,6 @@ def configure_logging(fmt: str = "json", level: str = "info", *, worker: int | N
         cache_logger_on_first_use=True,
     )
     logging.basicConfig(level=max(level_no, logging.WARNING), stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    if fmt != "console" and level_no <= logging.INFO:
+        return JsonAccessLine(sys.stderr.buffer, worker)
+    return StructlogAccessLine()

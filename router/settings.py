@@ -1,31 +1,35 @@
 """Router settings: command-line flags, then ROUTER_* environment, then the
-catalog's `router:` section, then these defaults (first wins)."""
+catalog's `router:` section, then these defaults (first wins).
+
+`RouterSettings.load` composes those layers explicitly, so a reload can build
+new settings from a new catalog the same way `serve` built the first ones.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any
 
 from pydantic import BeforeValidator, Field
-from pydantic.fields import FieldInfo
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from router.catalog.durations import parse_interval
 
 Seconds = Annotated[float, BeforeValidator(parse_interval)]
 
 
-class _CatalogSection(PydanticBaseSettingsSource):
-    """The catalog's `router:` section as a settings source."""
+def _comma_list(value: Any) -> Any:
+    """`a, b` from the environment or a flag; a YAML list as it is."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
 
-    def __init__(self, settings_cls: type[BaseSettings], section: dict[str, Any]) -> None:
-        super().__init__(settings_cls)
-        self._section = section
 
-    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
-        return self._section.get(field_name), field_name, False
+CommaList = Annotated[list[str], NoDecode, BeforeValidator(_comma_list)]
 
-    def __call__(self) -> dict[str, Any]:
-        return {k: v for k, v in self._section.items() if k in self.settings_cls.model_fields}
+# Settings a running router cannot change: a reload reports them as needing a restart.
+RESTART_ONLY = frozenset({
+    "host", "port", "workers", "log_format", "log_level", "api_keys_file", "watch", "max_body_bytes", "header_timeout",
+})
 
 
 class RouterSettings(BaseSettings):
@@ -37,15 +41,20 @@ class RouterSettings(BaseSettings):
     log_format: str = Field("json", pattern="^(json|console)$")
     log_level: str = "info"
     log_bodies: bool = False
+    watch: bool = False  # reload the catalog (and keys file) when it changes on disk
 
     # behaviour, also settable in the catalog's router: section
     health_interval: Seconds = 5.0
     ttft_timeout: Seconds = 60.0
+    stream_idle_timeout: Seconds = Field(60.0, ge=0)  # no upstream bytes for this long ends a stream (0 = never)
     max_queue: int = Field(32, ge=0)
     queue_timeout: Seconds = 30.0
     failure_threshold: int = Field(3, ge=1)
+    base_ejection_time: Seconds = Field(5.0, gt=0)
+    max_ejection_time: Seconds = Field(300.0, gt=0)
     deep_check_interval: Seconds = 0.0  # 0 = off
     keep_warm: bool = True
+    load_timeout: Seconds = Field(300.0, gt=0)  # a keep-warm ping before any load time was seen there
     pull_missing: bool = True
     max_body_bytes: int = Field(32 * 1024 * 1024, ge=1)
     probe_timeout: Seconds = 3.0
@@ -54,10 +63,9 @@ class RouterSettings(BaseSettings):
     header_timeout: Seconds = Field(30.0, gt=0)
     body_timeout: Seconds = Field(60.0, gt=0)
     cold_load_threshold: Seconds = 1.0  # a load_duration above this counts as a cold load
+    allowed_origins: CommaList = Field(default_factory=list)  # browser origins besides the local ones (like OLLAMA_ORIGINS)
 
     api_keys_file: str | None = None
-
-    catalog_section: ClassVar[dict[str, Any]] = {}
 
     @classmethod
     def settings_customise_sources(
@@ -68,11 +76,16 @@ class RouterSettings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, _CatalogSection(settings_cls, cls.catalog_section))
+        return (init_settings,)  # `load` layers the environment and the catalog itself
 
     @classmethod
     def load(cls, catalog_section: dict[str, Any] | None = None, **flags: Any) -> RouterSettings:
         """Flags given as None are treated as not given."""
+        section = {k: v for k, v in (catalog_section or {}).items() if k in cls.model_fields}
+        environment = EnvSettingsSource(cls)()
         given = {k: v for k, v in flags.items() if v is not None}
-        scoped = type(cls.__name__, (cls,), {"catalog_section": dict(catalog_section or {})})
-        return scoped(**given)
+        return cls(**{**section, **environment, **given})
+
+    def restart_needed(self, new: RouterSettings) -> list[str]:
+        """The settings that differ in `new` but take effect only at a restart."""
+        return sorted(name for name in RESTART_ONLY if getattr(self, name) != getattr(new, name))

@@ -90,11 +90,17 @@ class Listening:
 
 
 async def start_site(
-    app: web.Application, host: str | None, port: int, *, runner: dict[str, Any], site: dict[str, Any]
+    app: web.Application,
+    host: str | None,
+    port: int,
+    *,
+    runner: dict[str, Any],
+    site: dict[str, Any],
+    runner_class: type[web.AppRunner] = web.AppRunner,
 ) -> tuple[web.AppRunner, web.TCPSite]:
     """Set up an AppRunner for `app` (with `runner` options) and start a TCP site
     on `host:port` (backlog 1024, plus `site` options)."""
-    app_runner = web.AppRunner(app, **runner)
+    app_runner = runner_class(app, **runner)
     await app_runner.setup()
     tcp_site = web.TCPSite(app_runner, host, port, backlog=1024, **site)
     await tcp_site.start()

@@ -30,7 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from router.emulator.config import EmulatorConfig
-from router.emulator.harness import start_emulator
+from tests.emulators import start_emulator
 
 MODEL = "llama3.2"
 BODY = {"model": MODEL, "messages": [{"role": "user", "content": "Why is the sky blue?"}]}

@@ -32,7 +32,7 @@ from typing import Any
 import pytest
 
 from router.emulator.config import EmulatorConfig
-from router.emulator.harness import EmulatorHandle, start_emulator
+from tests.emulators import EmulatorHandle, start_emulator
 
 DEFAULT_MODELS = ["llama3.2", "qwen2.5:7b"]
 DEFAULT_EMBEDDING_MODELS = ["nomic-embed-text"]

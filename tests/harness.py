@@ -25,10 +25,20 @@ import aiohttp
 
 from router.catalog import Catalog, parse_catalog
 from router.emulator.server import EmulatorConfig, RunningEmulator, run_emulator
+from router.events import EventHub
+from router.fleet.fleet import Fleet, FleetPolicy
+from router.limits.local import LocalLimits
 from router.server.app import create_app
-from router.server.context import SERVICES, Services
+from router.server.context import SERVICES
 from router.server.runner import RunningApp, start_app
+from router.server.runtime import Services
 from router.settings import RouterSettings
+from tests.emulators import config_argv
+
+
+def fleet_of(catalog: Catalog, **policy: Any) -> Fleet:
+    """A fleet for `catalog` (no network), with local limits and its own event hub."""
+    return Fleet(catalog, FleetPolicy(**policy), limits=LocalLimits(), events=EventHub())
 
 
 def catalog_yaml(*containers: str, models: dict[str, str], container_extra: str = "") -> str:
@@ -131,23 +141,6 @@ async def _wait_listening(url: str, timeout: float = 15.0) -> None:
             await asyncio.sleep(0.05)
 
 
-def _emulator_args(config: EmulatorConfig) -> list[str]:
-    args = ["--host", config.host, "--port", str(config.port)]
-    for model in config.models:
-        args += ["--model", model]
-    for model in config.embedding_models:
-        args += ["--embedding-model", model]
-    args += [
-        "--load-time", str(config.load_time),
-        "--tokens-per-second", str(config.tokens_per_second),
-        "--num-parallel", str(config.num_parallel),
-        "--max-queue", str(config.max_queue),
-        "--max-loaded-models", str(config.max_loaded_models),
-        "--keep-alive", str(config.keep_alive),
-    ]
-    return args
-
-
 @dataclass
 class RouterFleet:
     router: RunningApp
@@ -226,7 +219,7 @@ async def router_fleet(
             config = EmulatorConfig(**fields)
             if name in subprocess_containers:
                 config.port = config.port or free_port()
-                args = _emulator_args(config)
+                args = config_argv(config)
                 backend = Backend(name, f"http://127.0.0.1:{config.port}", config.port, process=_spawn(args), args=args)
                 await _wait_listening(backend.url)
             else:

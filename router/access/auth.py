@@ -1,54 +1,97 @@
-"""The auth middleware: who is calling, may they use this path, are they within their rate.
+"""Who is calling, may they use this path, are they within their rate.
 
-Probes (`/healthz`, `/readyz`) are always open; `/metrics` and `/router/status`
-need an admin key; every other path needs a key. Without a keys file the router
-is open and says so at start.
+Probes (`/healthz`, `/readyz`) are always open; `/metrics`, `/router/status`,
+`/router/reload` and the console's data (`/router/events`) need an admin key
+(the console itself shows a non-admin key its own models only); every other
+path needs a key. Without a keys file the router is open and says so at start.
+
+The keys file can change while the router runs (`keys revoke`, `keys rotate`,
+an edit): `KeyRing.reload` swaps in the new keys between requests, and keeps
+the old ones when the new file is bad.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 import structlog
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 
-from router.access.keys import KeyStore, presented_key
-from router.server.context import MODEL_ALLOWED, RECORD
-from router.server.errors import Forbidden, TooManyRequests, Unauthorized
+from router.access.keys import ApiKey, KeysFileError, KeyStore, presented_key
+from router.catalog import Catalog
+from router.events import EventHub
+from router.http.errors import Forbidden, TooManyRequests, Unauthorized
+from router.http.record import Record
+from router.limits import Limits
 from router.wire import is_loopback
 
 log = structlog.get_logger("router.access")
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})
-ADMIN_PATHS = frozenset({"/metrics", "/router/status"})
+# The console's own files are open (they hold no data; the page asks for a key).
+OPEN_PREFIXES = ("/ui/",)
+ADMIN_PATHS = frozenset({"/metrics", "/router/status", "/router/reload"})
+
+# The calling key, for handlers (absent without a keys file: everyone may use everything).
+CALLER: web.RequestKey[ApiKey] = web.RequestKey("caller", ApiKey)
 
 
-def auth_middleware(store: KeyStore) -> Middleware:
+class KeyRing:
+    """The current keys of one keys file; replaced whole on reload."""
+
+    def __init__(self, path: str, catalog: Catalog) -> None:
+        self.path = path
+        self.store = KeyStore.load(path, catalog)  # KeysFileError at start: `serve` refuses to run
+        self.last_error: str | None = None
+
+    def check(self, catalog: Catalog) -> KeyStore:
+        """The keys file read against `catalog` (KeysFileError when it cannot be used)."""
+        return KeyStore.load(self.path, catalog)
+
+    def install(self, store: KeyStore) -> None:
+        self.store = store
+        self.last_error = None
+
+    def reload(self, catalog: Catalog, events: EventHub) -> str | None:
+        """Re-read the file; None when the new keys are in use, else what is wrong (the old keys stay)."""
+        try:
+            store = self.check(catalog)
+        except KeysFileError as exc:
+            self.last_error = str(exc)
+            log.error("keys_reload_failed", error=self.last_error)
+            events.publish("keys_reload_failed", error=self.last_error)
+            return self.last_error
+        self.install(store)
+        log.info("keys_reloaded", keys_file=self.path, keys=len(store.keys))
+        events.publish("keys_reloaded", keys=len(store.keys))
+        return None
+
+
+def auth_middleware(ring: KeyRing, limits: Limits, events: EventHub, record_of: Callable[[web.Request], Record]) -> Middleware:
     @web.middleware
     async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
         path = request.path
-        if path in OPEN_PATHS:
+        if path in OPEN_PATHS or path.startswith(OPEN_PREFIXES) or path == "/ui":
             return await handler(request)
         presented = presented_key(request.headers)
         if presented is None:
             raise Unauthorized("missing API key: send 'Authorization: Bearer KEY' or 'x-api-key: KEY'")
-        key = store.find(presented)
+        key = ring.store.find(presented)
         if key is None:
             raise Unauthorized("invalid API key")
-        request[RECORD].key_name = key.name
+        record_of(request).key_name = key.name
         if path in ADMIN_PATHS:
             if not key.admin:
                 raise Forbidden(f"{path} needs an admin key")
-        elif key.bucket is not None:
-            wait = key.bucket.take()
+        elif key.per_second is not None:
+            wait = await limits.take_token(key.name, key.per_second, key.burst)
             if wait:
+                events.publish("key_rate_limited", key=key.name, retry_after=round(wait, 2))
                 raise TooManyRequests(f"rate limit of key '{key.name}' exceeded; retry in {wait:.1f}s", retry_after=math.ceil(wait))
-        if key.model_allowed is not None:
-            request[MODEL_ALLOWED] = key.model_allowed
+        request[CALLER] = key
         return await handler(request)
 
     return auth
@@ -66,3 +109,4 @@ def announce(host: str, keys_file: str | None, key_count: int) -> None:
             host=host,
             hint="no API keys file and bound to a non-loopback address: anyone who reaches it may use every model (serve --api-keys FILE)",
         )
+

@@ -1,4 +1,13 @@
-"""`ollama-router keys add NAME --file FILE`: make a key, print it once, store only its sha256."""
+"""`ollama-router keys …`: the API keys file, which holds only sha256 hashes.
+
+- `add NAME`: make a key, print it once, store its hash;
+- `list`: names, allowlists and limits (never hashes);
+- `revoke NAME`: remove a key (a running router refuses it within a second);
+- `rotate NAME`: a new key for NAME, printed once; the old one stops working.
+
+Every change is written atomically with mode 0600; a running router re-reads
+the file when it changes.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +21,8 @@ from typing import Any
 
 import yaml
 from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
 
 from router.access.keys import KeyEntry, KeysFile, KeysFileError, RateLimit, hash_key, new_key, read_keys_file
 
@@ -27,36 +38,114 @@ def register(subparsers: Any) -> None:
     add.add_argument("name", help="a name for the key (shown in logs and metrics)")
     add.add_argument("--file", required=True, help="the keys YAML file")
     add.add_argument("--models", nargs="+", default=None, metavar="MODEL", help="allow only these models (tags or aliases); default: every model")
-    add.add_argument("--admin", action="store_true", help="may read /metrics and /router/status")
+    add.add_argument("--admin", action="store_true", help="may read /metrics and /router/status, and reload")
     add.add_argument("--rate-limit", type=float, default=None, metavar="RPM", help="requests per minute (token bucket)")
     add.add_argument("--burst", type=int, default=None, metavar="N", help="requests allowed at once (default: RPM)")
+    add.add_argument("--max-concurrent", type=int, default=None, metavar="N", help="requests in flight at once (default: no limit)")
     add.set_defaults(func=run_add)
+
+    listing = commands.add_parser("list", help="show the keys (names, allowlists, limits; never hashes)")
+    listing.add_argument("--file", required=True, help="the keys YAML file")
+    listing.set_defaults(func=run_list)
+
+    revoke = commands.add_parser("revoke", help="remove a key: it stops working at once", description="Remove key NAME from FILE.")
+    revoke.add_argument("name")
+    revoke.add_argument("--file", required=True, help="the keys YAML file")
+    revoke.set_defaults(func=run_revoke)
+
+    rotate = commands.add_parser(
+        "rotate", help="a new key for NAME, printed once; the old one stops working",
+        description="Replace key NAME's secret with a new one (same name, allowlist and limits), printed once on stdout.",
+    )
+    rotate.add_argument("name")
+    rotate.add_argument("--file", required=True, help="the keys YAML file")
+    rotate.set_defaults(func=run_rotate)
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 1
+
+
+def _read(path: Path, *, missing_ok: bool = False) -> KeysFile:
+    if missing_ok and not path.exists():
+        return KeysFile()
+    return read_keys_file(path)
 
 
 def run_add(args: argparse.Namespace) -> int:
     path = Path(args.file)
     try:
-        current = read_keys_file(path) if path.exists() else KeysFile()
+        current = _read(path, missing_ok=True)
     except KeysFileError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return _fail(str(exc))
     if any(entry.name == args.name for entry in current.keys):
-        print(f"error: {path}: a key named '{args.name}' exists already", file=sys.stderr)
-        return 1
+        return _fail(f"{path}: a key named '{args.name}' exists already")
     if args.burst is not None and args.rate_limit is None:
-        print("error: --burst needs --rate-limit", file=sys.stderr)
-        return 1
+        return _fail("--burst needs --rate-limit")
     key = new_key()
     try:
         rate_limit = RateLimit(requests_per_minute=args.rate_limit, burst=args.burst) if args.rate_limit is not None else None
-        entry = KeyEntry(name=args.name, key_sha256=hash_key(key), models=args.models, rate_limit=rate_limit, admin=args.admin)
+        entry = KeyEntry(
+            name=args.name, key_sha256=hash_key(key), models=args.models, rate_limit=rate_limit,
+            max_concurrent=args.max_concurrent, admin=args.admin,
+        )
         updated = KeysFile(keys=[*current.keys, entry])
     except ValidationError as exc:
-        print(f"error: {'; '.join(str(e['msg']) for e in exc.errors())}", file=sys.stderr)
-        return 1
+        return _fail("; ".join(str(e["msg"]) for e in exc.errors()))
     _write(path, updated)
     print(key)
     print(f"added key '{args.name}' to {path}; the key above is shown only this once", file=sys.stderr)
+    return 0
+
+
+def run_list(args: argparse.Namespace) -> int:
+    path = Path(args.file)
+    try:
+        current = _read(path)
+    except KeysFileError as exc:
+        return _fail(str(exc))
+    table = Table(title=f"{path}: {len(current.keys)} keys")
+    for column in ("name", "admin", "models", "rate limit", "max concurrent"):
+        table.add_column(column)
+    for entry in current.keys:
+        limit = entry.rate_limit
+        rate = f"{limit.requests_per_minute:g}/min, burst {limit.burst or max(1, int(limit.requests_per_minute))}" if limit else "-"
+        table.add_row(
+            entry.name, "yes" if entry.admin else "no", ", ".join(entry.models) if entry.models is not None else "all",
+            rate, str(entry.max_concurrent) if entry.max_concurrent else "-",
+        )
+    Console(width=120).print(table)
+    return 0
+
+
+def run_revoke(args: argparse.Namespace) -> int:
+    path = Path(args.file)
+    try:
+        current = _read(path)
+    except KeysFileError as exc:
+        return _fail(str(exc))
+    kept = [entry for entry in current.keys if entry.name != args.name]
+    if len(kept) == len(current.keys):
+        return _fail(f"{path}: no key named '{args.name}'")
+    _write(path, KeysFile(keys=kept))
+    print(f"revoked key '{args.name}' in {path}", file=sys.stderr)
+    return 0
+
+
+def run_rotate(args: argparse.Namespace) -> int:
+    path = Path(args.file)
+    try:
+        current = _read(path)
+    except KeysFileError as exc:
+        return _fail(str(exc))
+    if not any(entry.name == args.name for entry in current.keys):
+        return _fail(f"{path}: no key named '{args.name}'")
+    key = new_key()
+    rotated = [entry.model_copy(update={"key_sha256": hash_key(key)}) if entry.name == args.name else entry for entry in current.keys]
+    _write(path, KeysFile(keys=rotated))
+    print(key)
+    print(f"rotated key '{args.name}' in {path}: the key above replaces the old one and is shown only this once", file=sys.stderr)
     return 0
 
 

@@ -5,7 +5,8 @@
         key_sha256: 3f1c...            # sha256 hex of the key; the key itself is never stored
         models: [llama3.2:3b, gpt-4o-mini]   # optional allowlist (tags or aliases); absent: every model
         rate_limit: {requests_per_minute: 60, burst: 10}   # optional
-        admin: true                    # optional: may read /metrics and /router/status
+        max_concurrent: 4              # optional: requests in flight at once
+        admin: true                    # optional: may read /metrics, /router/status and reload
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,6 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from router.access.ratelimit import TokenBucket
 from router.catalog import Catalog, Model
 
 KEY_PREFIX = "olr-"
@@ -46,6 +46,7 @@ class KeyEntry(BaseModel):
     key_sha256: str
     models: list[str] | None = None
     rate_limit: RateLimit | None = None
+    max_concurrent: int | None = Field(None, ge=1)
     admin: bool = False
 
     @field_validator("key_sha256")
@@ -123,16 +124,21 @@ def _describe(error: Mapping[str, Any], raw: dict[str, Any]) -> str:
 
 @dataclass(slots=True, eq=False)
 class ApiKey:
-    """A loaded key: what the request path needs, resolved once at start."""
+    """A loaded key: what the request path needs, resolved against the catalog at load."""
 
     name: str
     digest: bytes
     admin: bool
-    model_allowed: Callable[[Model], bool] | None  # None: every model
-    bucket: TokenBucket | None
+    allowed_models: frozenset[str] | None  # model keys; None: every model
+    per_second: float | None  # token bucket refill rate; None: no rate limit
+    burst: int
+    max_concurrent: int | None
+
+    def allows(self, model: Model) -> bool:
+        return self.allowed_models is None or model.key in self.allowed_models
 
 
-def _allowlist(entry: KeyEntry, catalog: Catalog, path: str | Path) -> Callable[[Model], bool] | None:
+def _allowlist(entry: KeyEntry, catalog: Catalog, path: str | Path) -> frozenset[str] | None:
     if entry.models is None:
         return None
     keys: set[str] = set()
@@ -141,17 +147,27 @@ def _allowlist(entry: KeyEntry, catalog: Catalog, path: str | Path) -> Callable[
         if model is None:
             raise KeysFileError(f"{path}: key '{entry.name}': model '{name}' is not in the catalog")
         keys.add(model.key)
-    allowed = frozenset(keys)
-    return lambda model: model.key in allowed
+    return frozenset(keys)
+
+
+def _loaded(entry: KeyEntry, catalog: Catalog, path: str | Path) -> ApiKey:
+    limit = entry.rate_limit
+    per_second = limit.requests_per_minute / 60.0 if limit is not None else None
+    burst = (limit.burst if limit.burst is not None else max(1, int(limit.requests_per_minute))) if limit is not None else 0
+    return ApiKey(
+        entry.name, bytes.fromhex(entry.key_sha256), entry.admin, _allowlist(entry, catalog, path),
+        per_second, burst, entry.max_concurrent,
+    )
 
 
 class KeyStore:
-    """The keys of one keys file, checked against the catalog at load."""
+    """The keys of one keys file, checked against one catalog at load."""
 
     CACHE_SIZE = 1024
 
-    def __init__(self, keys: list[ApiKey]) -> None:
+    def __init__(self, keys: list[ApiKey], path: str = "") -> None:
         self.keys = keys
+        self.path = path
         # keys already verified, by the presented string: one dict lookup per request
         # instead of a hash and a compare per stored key. Only valid keys enter, so
         # guessing cannot fill it, and a hit tells a caller nothing its 200 does not.
@@ -159,15 +175,7 @@ class KeyStore:
 
     @classmethod
     def load(cls, path: str | Path, catalog: Catalog) -> KeyStore:
-        loaded = []
-        for entry in read_keys_file(path).keys:
-            bucket = None
-            if entry.rate_limit is not None:
-                limit = entry.rate_limit
-                burst = limit.burst if limit.burst is not None else max(1, int(limit.requests_per_minute))
-                bucket = TokenBucket(rate=limit.requests_per_minute / 60.0, capacity=burst)
-            loaded.append(ApiKey(entry.name, bytes.fromhex(entry.key_sha256), entry.admin, _allowlist(entry, catalog, path), bucket))
-        return cls(loaded)
+        return cls([_loaded(entry, catalog, path) for entry in read_keys_file(path).keys], str(path))
 
     def find(self, presented: str) -> ApiKey | None:
         """The key whose sha256 matches (compared in constant time with every stored hash), or None."""

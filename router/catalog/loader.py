@@ -27,7 +27,7 @@ from router.catalog.model import (
     Model,
     ModelSpec,
 )
-from router.catalog.names import InvalidModelName, parse_model_name
+from router.catalog.names import MAX_NAME_CHARS, InvalidModelName, parse_model_name
 
 Path_ = tuple[str | int, ...]
 
@@ -331,6 +331,8 @@ def _check_models(spec: CatalogSpec, file: str, line: _Lines) -> tuple[list[Prob
             clash_model = next((t for t, k in keys.items() if t.lower() == alias_lower or k == alias_key), None)
             if not alias_lower:
                 errors.append(Problem(file, where, "empty alias"))
+            elif len(alias) > MAX_NAME_CHARS:
+                errors.append(Problem(file, where, f"alias is {len(alias)} characters long; clients can send at most {MAX_NAME_CHARS}"))
             elif clash_model is not None:
                 errors.append(Problem(file, where, f"alias '{alias}' is the name of model '{clash_model}'"))
             elif alias_lower in alias_owner or (alias_key and alias_key in alias_owner):

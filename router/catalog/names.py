@@ -12,6 +12,9 @@ from dataclasses import dataclass
 DEFAULT_HOST = "registry.ollama.ai"
 DEFAULT_NAMESPACE = "library"
 DEFAULT_TAG = "latest"
+# The longest string that can name a model: host (350) / namespace (80) / model (80) : tag (80),
+# plus surrounding whitespace that parsing strips. Longer names are refused before any lookup.
+MAX_NAME_CHARS = 350 + 1 + 80 + 1 + 80 + 1 + 80 + 8
 
 # First char alphanumeric or "_", then alphanumerics, "_", "-"; "." allowed
 # everywhere but the namespace; ":" (a port) only in the host.

@@ -1,58 +1,61 @@
 """Pick a container for a model and hold one of its in-flight slots.
 
-Policy (README, "Routing"): among the model's containers that are not known to
-be down, prefer those with the model loaded, then the fewest requests in
-flight, then catalog order (primary first). A container's in-flight cap is its
-`num_parallel`. When every candidate is full, wait in the shortest bounded
-queue; when every queue is full, refuse at once.
+Policy (README, "Routing policy"): among the model's containers that may take
+a request now, healthy ones (up) come first, those with the model loaded
+before the others, then the fewest requests in flight, then catalog order
+(primary first); a container on probation after an ejection comes last and
+takes one request at a time. A container's in-flight cap is its
+`num_parallel`. When every candidate is full, wait in the shortest queue of a
+healthy one; when every queue is full, refuse at once.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Mapping
+
 from router.catalog import Model
-from router.fleet.state import ContainerGone, ContainerState, Fleet
+from router.fleet.fleet import Fleet
+from router.fleet.state import ContainerState, Phase
+from router.limits import ContainerGone, QueueFull, QueueTimeout
 
 
 class NoContainer(Exception):
-    """No container of this model can take requests (all down or already tried)."""
-
-
-class QueueFull(Exception):
-    """Every candidate container is at its cap and its queue is full."""
-
-
-class QueueTimeout(Exception):
-    """Waited `queue_timeout` for a slot without getting one."""
+    """No container of this model can take requests (all down, ejected or already tried)."""
 
 
 class Balancer:
-    def __init__(self, fleet: Fleet, *, queue_timeout: float) -> None:
+    def __init__(self, fleet: Fleet) -> None:
         self.fleet = fleet
-        self.queue_timeout = queue_timeout
 
-    def candidates(self, model: Model, exclude: set[str]) -> list[ContainerState]:
-        states = [s for s in self.fleet.states_for(model) if s.routable and s.name not in exclude]
+    def candidates(
+        self,
+        model: Model,
+        exclude: set[str] | frozenset[str] = frozenset(),
+        containers: Mapping[str, ContainerState] | None = None,
+    ) -> list[ContainerState]:
+        """`containers`: the states of the catalog the request started under (default: the fleet's now)."""
+        now = time.time()
+        available = self.fleet.available
+        pool = self.fleet.containers if containers is None else containers
+        states = [s for name in model.containers if name not in exclude and (s := pool.get(name)) is not None and available(s, now)]
         if len(states) > 1:
             order = {name: i for i, name in enumerate(model.containers)}
-            states.sort(key=lambda s: (not s.has_loaded(model), s.in_flight, order[s.name]))
+            states.sort(key=lambda s: (s.phase is not Phase.UP, not s.has_loaded(model), s.in_flight, order[s.name]))
         return states
 
-    async def acquire(self, model: Model, exclude: set[str]) -> ContainerState:
-        """A container with a slot held for the caller, who must `release()` it."""
-        states = self.candidates(model, exclude)
-        if not states:
-            raise NoContainer(model.tag)
-        for state in states:
-            if state.try_acquire():
+    async def acquire(self, candidates: list[ContainerState], caller: str, queue_timeout: float) -> ContainerState:
+        """A container of `candidates` with a slot held for `caller`, who must `slots.release(caller)`."""
+        if not candidates:
+            raise NoContainer()
+        for state in candidates:
+            if await state.slots.try_acquire(caller):
                 return state
-        open_queues = [s for s in states if not s.queue_full]
-        if not open_queues:
-            raise QueueFull(model.tag)
-        state = min(open_queues, key=lambda s: len(s.waiters))
-        try:
-            await state.wait_for_slot(self.queue_timeout)
-        except TimeoutError:
-            raise QueueTimeout(model.tag) from None
+        queues = [s for s in candidates if s.phase is Phase.UP and s.slots.queue_open]
+        if not queues:
+            raise QueueFull(candidates[0].name)
+        state = min(queues, key=lambda s: s.slots.queued)
+        await state.slots.wait(caller, queue_timeout)
         return state
 
 

@@ -2,10 +2,16 @@
 
 - preload: at start, an empty-prompt generate (or empty embed) per model and
   container, with the catalog's keep_alive; `/readyz` waits for this round.
+  A container a reload adds is preloaded the same way before it takes traffic.
 - after each good probe: re-ping a model whose `expires_at` comes within the
   margin, and reload one that went missing from `/api/ps`.
+
 The pings are the router's own requests, never a client's, so a client that
-leaves cannot abort a load (docs/ollama-wire.md §1.5).
+leaves cannot abort a load (docs/ollama-wire.md §1.5). A ping is bounded by
+what a load takes on that container (a few times the slowest load seen
+there; `load_timeout` before any was seen): a ping stuck on a hung container
+gives up and is sent again after a later probe, instead of blocking every
+later ping of that model.
 """
 
 from __future__ import annotations
@@ -18,9 +24,14 @@ import orjson
 import structlog
 
 from router.catalog import Model
-from router.fleet.state import UP, ContainerState, Fleet, LoadedModel
+from router.events import EventHub
+from router.fleet.fleet import Fleet
+from router.fleet.state import ContainerState, LoadedModel, Phase
 
 log = structlog.get_logger("router.keepwarm")
+
+LOAD_BOUND_FACTOR = 4.0  # a ping may take this many times the slowest load seen on the container
+LOAD_BOUND_FLOOR = 5.0  # seconds: never less, however fast loads were
 
 
 def ping_request(model: Model) -> tuple[str, bytes]:
@@ -39,62 +50,84 @@ def deep_check_request(model: Model) -> tuple[str, bytes]:
 
 
 class KeepWarm:
-    def __init__(self, fleet: Fleet, *, margin: float, load_timeout: float = 600.0) -> None:
+    def __init__(self, fleet: Fleet, events: EventHub, *, margin: float, load_timeout: float = 300.0, enabled: bool = True) -> None:
         self.fleet = fleet
+        self.events = events
         self.margin = margin
         self.load_timeout = load_timeout
-        self._pending: dict[tuple[str, str], asyncio.Task[bool]] = {}
+        self.enabled = enabled
+        self._pending: dict[tuple[ContainerState, str], asyncio.Task[bool]] = {}
         self.pings = 0
+
+    def configure(self, *, margin: float, load_timeout: float, enabled: bool) -> None:
+        self.margin, self.load_timeout, self.enabled = margin, load_timeout, enabled
+
+    def ping_timeout(self, state: ContainerState) -> float:
+        if not state.load_seconds:
+            return self.load_timeout
+        return min(self.load_timeout, max(LOAD_BOUND_FLOOR, LOAD_BOUND_FACTOR * max(state.load_seconds)))
 
     async def ping(self, state: ContainerState, model: Model) -> bool:
         """Load `model` on `state`'s container (or refresh its keep-alive)."""
-        assert state.session is not None
         path, body = ping_request(model)
         self.pings += 1
+        was_loaded = state.has_loaded(model)
+        timeout = self.ping_timeout(state)
         started = time.monotonic()
         try:
-            async with asyncio.timeout(self.load_timeout):
-                async with state.session.post(f"{state.url}{path}", data=body, headers={"Content-Type": "application/json"}) as response:
+            async with asyncio.timeout(timeout):
+                async with state.client.http().post(f"{state.url}{path}", data=body, headers={"Content-Type": "application/json"}) as response:
                     text = await response.read()
                     if response.status != 200:
                         raise RuntimeError(f"HTTP {response.status}: {text[:200].decode(errors='replace')}")
-        except (aiohttp.ClientError, OSError, TimeoutError, RuntimeError) as exc:
-            reason = f"{type(exc).__name__}: {exc}"
-            self.fleet.preload_errors[f"{state.name}/{model.tag}"] = reason
-            log.warning("keepwarm_failed", container=state.name, model=model.tag, reason=reason)
-            return False
+        except TimeoutError:
+            return self._failed(state, model, f"no answer within {timeout:g}s (a load there takes up to {max(state.load_seconds, default=0):.3g}s)")
+        except (aiohttp.ClientError, OSError, RuntimeError) as exc:
+            return self._failed(state, model, f"{type(exc).__name__}: {exc}")
+        seconds = time.monotonic() - started
         self.fleet.preload_errors.pop(f"{state.name}/{model.tag}", None)
-        # Known loaded now, not only from the next /api/ps: the balancer prefers it at once.
         expires_at = None if model.keeps_forever else time.time() + model.keep_alive_seconds
-        state.loaded[model.key] = LoadedModel(name=model.tag, key=model.key, expires_at=expires_at)
-        log.info("keepwarm_loaded", container=state.name, model=model.tag, seconds=round(time.monotonic() - started, 3))
+        self.fleet.model_loaded(
+            state, LoadedModel(name=model.tag, key=model.key, expires_at=expires_at), load_seconds=None if was_loaded else seconds
+        )
+        log.info("keepwarm_loaded", container=state.name, model=model.tag, seconds=round(seconds, 3))
         return True
+
+    def _failed(self, state: ContainerState, model: Model, reason: str) -> bool:
+        self.fleet.preload_errors[f"{state.name}/{model.tag}"] = reason
+        log.warning("keepwarm_failed", container=state.name, model=model.tag, reason=reason)
+        self.events.publish("keepwarm_failed", container=state.name, model=model.tag, reason=reason)
+        return False
 
     def ping_in_background(self, state: ContainerState, model: Model) -> asyncio.Task[bool]:
         """At most one ping per (container, model) at a time."""
-        key = (state.name, model.key)
+        key = (state, model.key)
         task = self._pending.get(key)
         if task is None or task.done():
             task = asyncio.create_task(self.ping(state, model), name=f"keepwarm:{state.name}:{model.tag}")
             self._pending[key] = task
         return task
 
-    async def preload(self) -> None:
-        """The start-up round: every model on every container, concurrently."""
+    async def preload(self, states: list[ContainerState] | None = None) -> None:
+        """Every model on every container (or on `states`), concurrently."""
+        targets = states if states is not None else list(self.fleet.containers.values())
         tasks = [
             self.ping_in_background(state, model)
-            for model in self.fleet.catalog.models.values()
-            for state in self.fleet.states_for(model)
-            if state.state != "down"
+            for state in targets
+            if state.phase is not Phase.DOWN
+            for model in self.fleet.catalog.models_on(state.name)
         ]
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
-        self.fleet.ready = True
         log.info("preload_done", pings=len(tasks), errors=len(self.fleet.preload_errors))
 
-    def after_probe(self, state: ContainerState) -> None:
+    async def after_probe(self, state: ContainerState) -> None:
         """Called by the health monitor after each good probe of `state`."""
-        if state.state != UP:
+        if state.phase is Phase.WARMING:
+            await self.preload([state])
+            self.fleet.warmed(state)
+            return
+        if not self.enabled or (not state.routable and state.phase is not Phase.EJECTED):
             return
         now = time.time()
         for model in self.fleet.catalog.models_on(state.name):
@@ -107,49 +140,45 @@ class KeepWarm:
                 reason = "expiring"
             else:
                 continue
-            if (state.name, model.key) not in self._pending or self._pending[(state.name, model.key)].done():
+            pending = self._pending.get((state, model.key))
+            if pending is None or pending.done():
                 log.info("keepwarm_ping", container=state.name, model=model.tag, reason=reason)
+                if reason == "missing":
+                    self.events.publish("keepwarm_reload", container=state.name, model=model.tag)
             self.ping_in_background(state, model)
 
     async def deep_check(self, timeout: float) -> None:
-        """One tiny generation per loaded model and container, all at once.
-
-        A failure (error, or no answer within `timeout`) takes the container
-        out and keeps it out (`generation_failed`), whatever its probes say,
-        until a later deep check of all its models passes.
-        """
+        """One tiny generation per model and container that is up with it loaded, or out
+        after an ejection, all at once. A failure (an error, or no answer within
+        `timeout`) ejects the container whatever its probes say; a pass brings an
+        ejected one back."""
         pairs = [
             (state, model)
             for model in self.fleet.catalog.models.values()
             for state in self.fleet.states_for(model)
-            if state.session is not None
-            and ((state.state == UP and state.has_loaded(model)) or state.generation_failed is not None)
+            if (state.phase is Phase.UP and state.has_loaded(model)) or state.phase in (Phase.EJECTED, Phase.PROBATION)
         ]
         reasons = await asyncio.gather(
             # a model not loaded loads first (a failed container may have lost it): allow for that
-            *(self._deep_check_one(s, m, timeout if s.has_loaded(m) else timeout + self.load_timeout) for s, m in pairs)
+            *(self._deep_check_one(s, m, timeout if s.has_loaded(m) else timeout + self.ping_timeout(s)) for s, m in pairs)
         )
-        failed: dict[str, str] = {}
-        for (state, _), reason in zip(pairs, reasons, strict=False):
+        failed: dict[ContainerState, str] = {}
+        for (state, _), reason in zip(pairs, reasons, strict=True):
             if reason is not None:
-                failed.setdefault(state.name, reason)
-        for state in {s.name: s for s, _ in pairs}.values():
-            reason = failed.get(state.name)
+                failed.setdefault(state, reason)
+        for state in {s for s, _ in pairs}:
+            reason = failed.get(state)
             if reason is not None:
-                state.generation_failed = reason
-                self.fleet.report_failure(state, reason, fatal=True)
-            elif state.generation_failed is not None:
-                log.info("deep_check_passed", container=state.name)
-                state.generation_failed = None
-                state.wakeup.set()  # probe now: it comes back up on a good probe
+                self.fleet.deep_check_failed(state, reason)
+            else:
+                self.fleet.deep_check_passed(state)
 
     async def _deep_check_one(self, state: ContainerState, model: Model, timeout: float) -> str | None:
         """None when `model` answered on `state`'s container, else why not."""
-        assert state.session is not None
         path, body = deep_check_request(model)
         try:
             async with asyncio.timeout(timeout):
-                async with state.session.post(f"{state.url}{path}", data=body, headers={"Content-Type": "application/json"}) as response:
+                async with state.client.http().post(f"{state.url}{path}", data=body, headers={"Content-Type": "application/json"}) as response:
                     await response.read()
                     if response.status >= 500:
                         raise RuntimeError(f"HTTP {response.status}")
@@ -157,6 +186,11 @@ class KeepWarm:
             log.warning("deep_check_failed", container=state.name, model=model.tag, reason=repr(exc))
             return f"deep check of {model.tag}: {type(exc).__name__} {exc}".rstrip()
         return None
+
+    def forget(self, state: ContainerState) -> None:
+        """A container that left the fleet: its pending pings end."""
+        for key in [k for k in self._pending if k[0] is state]:
+            self._pending.pop(key).cancel()
 
     async def stop(self) -> None:
         tasks = [t for t in self._pending.values() if not t.done()]

@@ -15,7 +15,6 @@ import asyncio
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import aiohttp
 import orjson
@@ -234,12 +233,7 @@ async def pull_at_start(catalog: Catalog, *, parallel: int = 3) -> list[PullResu
     return results
 
 
-class _HasCatalog(Protocol):
-    @property
-    def catalog(self) -> Catalog: ...
-
-
-async def pull_before_preload(services: _HasCatalog) -> None:
+async def pull_before_preload(catalog: Catalog) -> None:
     """`serve`'s start hook: `create_app(catalog, settings, before_preload=[pull_before_preload])`
     when settings.pull_missing; /readyz stays not-ready until it and the preload are done."""
-    await pull_at_start(services.catalog)
+    await pull_at_start(catalog)

@@ -1,43 +1,51 @@
-"""The router's aiohttp application: routes, the edge middleware, and the
-background tasks' lifecycle (sessions, health, keep-warm)."""
+"""The router's aiohttp application: routes, the middleware chain, and the
+background tasks' lifecycle.
+
+Middleware, outermost first:
+- edge: pins the current runtime to the request, gives it a record and a
+  request id, renders every error in the API's shape (the one place), and
+  once per request writes the access line and the metrics from the record;
+- origin: foreign browser origins and rebound Host headers, CORS preflights;
+- auth (with a keys file): the key, admin paths, the key's rate.
+Handlers read bodies through the runtime's body reader (size and time limits).
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
-import aiohttp
 import structlog
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 
-from router.access.install import install as install_access
+from router.access.auth import announce, auth_middleware
+from router.access.origin import OriginPolicy
+from router.access.redact import redact_server_logs
 from router.catalog import Catalog
-from router.fleet.balancer import Balancer
-from router.fleet.health import HealthMonitor
-from router.fleet.keepwarm import KeepWarm
-from router.fleet.state import Fleet
-from router.logs import log_access
+from router.http.apis import api_for
+from router.http.errors import BodyTooLarge, MethodNotAllowed, NotFoundRoute, RouterError
+from router.http.record import Record
+from router.limits import Limits
+from router.logs import AccessLog
 from router.server import admin, ollama_api, openai_api
-from router.server.context import RECORD, SERVICES, Services
-from router.server.errors import (
-    BodyTooLarge,
-    MethodNotAllowed,
-    NotFoundRoute,
-    RouterError,
-    api_of,
-)
-from router.server.proxy import Proxy, Record
+from router.server.context import RECORD, RUNTIME, SERVICES, record_of, runtime_of
+from router.server.reload import RELOADER, CatalogSource, Reloader
+from router.server.runner import RUNNER_OPTIONS, RunnerOptions
+from router.server.runtime import Services, build_services
+from router.server.watch import watch_file
 from router.settings import RouterSettings
 
 log = structlog.get_logger("router.server")
-access_log = structlog.get_logger("router.access")
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-StartupHook = Callable[[Services], Awaitable[None]]
+StartupHook = Callable[[Catalog], Awaitable[None]]  # runs before the start-up preload
+
+CLIENT_LEFT = 499  # nginx's code for a client that closed the connection first
+LINGER = 2.0  # after an early answer (413, 408) the rest of an unread body is drained this long at most
+JANITOR_INTERVAL = 0.5
 
 
 class _RequestIds:
@@ -66,62 +74,54 @@ def _request_id(request: web.Request) -> str:
     return _request_ids.next()
 
 
-def _render_http_exception(exc: web.HTTPException, api: str) -> web.StreamResponse:
+def _as_router_error(exc: web.HTTPException) -> RouterError:
     if isinstance(exc, web.HTTPNotFound):
-        return NotFoundRoute("unknown path").render(api)
+        return NotFoundRoute("unknown path")
     if isinstance(exc, web.HTTPMethodNotAllowed):
-        return MethodNotAllowed(f"method {exc.method} not allowed", ", ".join(sorted(exc.allowed_methods))).render(api)
+        return MethodNotAllowed(f"method {exc.method} not allowed", ", ".join(sorted(exc.allowed_methods)))
     if isinstance(exc, web.HTTPRequestEntityTooLarge):
-        return BodyTooLarge(f"request body too large (limit {exc.max_size} bytes)" if hasattr(exc, "max_size") else "request body too large").render(api)
-    return RouterError(exc.reason or "error", status=exc.status).render(api)
+        return BodyTooLarge("request body too large")
+    return RouterError(exc.reason or "error", status=exc.status)
 
 
-CLIENT_LEFT = 499  # nginx's code for a client that closed the connection first
-
-
-def make_edge(svc: Services) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
-    """The outermost middleware: request id, errors in the API's shape, and once
-    per request the log line and `svc.observers` (metrics), from one Record."""
-    observers = svc.observers  # filled in by install_access after this is made
+def make_edge(services: Services) -> Middleware:
+    holder, metrics, access_log = services.holder, services.metrics, services.access_log
 
     @web.middleware
     async def edge(request: web.Request, handler: Handler) -> web.StreamResponse:
-        record = Record(_request_id(request), api_of(request.path), request.method, request.path)
+        api = api_for(request.path)
+        record = Record(_request_id(request), api.name, request.method, request.path)
         request[RECORD] = record
+        request[RUNTIME] = holder.current  # the request keeps the runtime it started under
         try:
             response = await handler(request)
         except RouterError as exc:
             record.error = exc.message
-            response = exc.render(record.api)
+            response = api.render(exc, record.request_id)
         except web.HTTPException as exc:
-            response = _render_http_exception(exc, record.api)
+            error = _as_router_error(exc)
+            response = api.render(error, record.request_id)
         except asyncio.CancelledError:
             record.client_left = True
-            _finish(record, CLIENT_LEFT, "", observers)
+            _finish(record, CLIENT_LEFT, "", access_log, metrics.after_request)
             raise
         except Exception as exc:  # the one place that turns a bug into a 500, never a traceback to the client
             log.exception("unhandled_error", request_id=record.request_id, path=request.path)
             record.error = type(exc).__name__
-            response = RouterError("internal router error", status=500).render(record.api)
+            response = api.render(RouterError("internal router error", status=500), record.request_id)
         if not response.prepared:
             response.headers["X-Request-Id"] = record.request_id
         if record.bytes_out == 0 and isinstance(response, web.Response) and response.body is not None:
             record.bytes_out = len(response.body)  # type: ignore[arg-type]
-        _finish(record, response.status, response.headers.get("Content-Type", ""), observers)
+        _finish(record, response.status, response.headers.get("Content-Type", ""), access_log, metrics.after_request)
         return response
 
     return edge
 
 
-def _finish(record: Record, status: int, content_type: str, observers: list[Callable[[Record, int, str], None]]) -> None:
-    _log(record, status)
-    if record.client_left:
-        status = CLIENT_LEFT  # metrics count it apart; the log line says client_left
-    for observe in observers:
-        observe(record, status, content_type)
-
-
-def _log(record: Record, status: int) -> None:
+def _finish(
+    record: Record, status: int, content_type: str, access_log: AccessLog, observe: Callable[[Record, int, str], None]
+) -> None:
     record.status = status
     fields = {
         "request_id": record.request_id,
@@ -137,95 +137,123 @@ def _log(record: Record, status: int) -> None:
         "attempts": record.attempts or None,
         "fallback_from": record.fallback_from,
         "stream_broken": record.stream_broken,
+        "pinned": record.pinned,
         "client_left": record.client_left or None,
         "error": record.error,
         "key": record.key_name,  # the API key's name, never the key
     }
-    log_access(access_log, {k: v for k, v in fields.items() if v is not None})
+    access_log.write({k: v for k, v in fields.items() if v is not None})
+    # metrics count a client that left apart (499); the log line says client_left
+    observe(record, CLIENT_LEFT if record.client_left else status, content_type)
 
 
-def build_services(catalog: Catalog, settings: RouterSettings) -> Services:
-    fleet = Fleet.from_catalog(catalog, max_queue=settings.max_queue, failure_threshold=settings.failure_threshold)
-    balancer = Balancer(fleet, queue_timeout=settings.queue_timeout)
-    keepwarm = KeepWarm(fleet, margin=max(3 * settings.health_interval, 30.0))
-    health = HealthMonitor(
-        fleet,
-        interval=settings.health_interval,
-        probe_timeout=settings.probe_timeout,
-        on_probe=keepwarm.after_probe if settings.keep_warm else None,
-    )
-    proxy = Proxy(catalog, fleet, balancer, ttft_timeout=settings.ttft_timeout, connect_timeout=settings.connect_timeout)
-    return Services(settings, catalog, fleet, balancer, proxy, health, keepwarm)
+@web.middleware
+async def origin_check(request: web.Request, handler: Handler) -> web.StreamResponse:
+    return await runtime_of(request).origins.gate(request, handler)
 
 
-def _session(settings: RouterSettings) -> aiohttp.ClientSession:
-    connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=60, enable_cleanup_closed=True)
-    timeout = aiohttp.ClientTimeout(total=None, sock_connect=settings.connect_timeout)
-    return aiohttp.ClientSession(
-        connector=connector,
-        timeout=timeout,
-        auto_decompress=False,
-        skip_auto_headers=("User-Agent", "Accept-Encoding"),
-    )
-
-
-async def _deep_checks(svc: Services) -> None:
+async def _deep_checks(services: Services) -> None:
     while True:
-        await asyncio.sleep(svc.settings.deep_check_interval)
-        await svc.keepwarm.deep_check(svc.settings.ttft_timeout)
+        settings = services.runtime.settings
+        await asyncio.sleep(settings.deep_check_interval or settings.health_interval)
+        if services.runtime.settings.deep_check_interval > 0:
+            await services.keepwarm.deep_check(services.runtime.settings.ttft_timeout)
 
 
-def lifecycle(svc: Services, before_preload: list[StartupHook]) -> Callable[[web.Application], AsyncIterator[None]]:
+async def _janitor(services: Services) -> None:
+    """Containers that left the catalog go once their last request ended."""
+    while True:
+        await asyncio.sleep(JANITOR_INTERVAL)
+        for state in services.fleet.drained():
+            services.health.forget(state)
+            await state.client.close()
+
+
+def lifecycle(services: Services, reloader: Reloader | None, before_preload: Sequence[StartupHook]) -> Callable[[web.Application], AsyncIterator[None]]:
     async def run(app: web.Application) -> AsyncIterator[None]:
-        for state in svc.fleet.containers.values():
-            state.session = _session(svc.settings)
-        await svc.health.probe_all()
-        svc.health.start()
+        settings = services.runtime.settings
+        keys = services.keys
+        announce(settings.host, keys.path if keys else None, len(keys.store.keys) if keys else 0)
+        await services.health.probe_all()
+        services.health.start()
 
         async def warm_up() -> None:
             for hook in before_preload:
-                await hook(svc)
-            if svc.settings.keep_warm:
-                await svc.keepwarm.preload()
-            else:
-                svc.fleet.ready = True
+                await hook(services.runtime.catalog)
+            if services.keepwarm.enabled:
+                await services.keepwarm.preload()
+            services.fleet.ready = True
 
-        tasks = [asyncio.create_task(warm_up(), name="preload")]
-        if svc.settings.deep_check_interval > 0:
-            tasks.append(asyncio.create_task(_deep_checks(svc), name="deep-check"))
-        log.info("router_started", models=len(svc.catalog.models), containers=len(svc.fleet.containers))
+        tasks = [
+            asyncio.create_task(warm_up(), name="preload"),
+            asyncio.create_task(_deep_checks(services), name="deep-check"),
+            asyncio.create_task(_janitor(services), name="janitor"),
+        ]
+        if keys is not None:
+            tasks.append(asyncio.create_task(
+                watch_file(keys.path, lambda: _reload_keys(services)), name="watch-keys"))
+        if reloader is not None and settings.watch:
+            tasks.append(asyncio.create_task(
+                watch_file(reloader.source.path, lambda: reloader.reload("file changed")), name="watch-catalog"))
+        log.info("router_started", models=len(services.runtime.catalog.models), containers=len(services.fleet.containers))
         yield
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await svc.health.stop()
-        await svc.keepwarm.stop()
-        svc.proxy.close()
-        for state in svc.fleet.containers.values():
-            if state.session is not None:
-                with contextlib.suppress(Exception):
-                    await state.session.close()
+        await services.health.stop()
+        await services.keepwarm.stop()
+        for state in list(services.fleet.all_states()):
+            await state.client.close()
 
     return run
+
+
+async def _reload_keys(services: Services) -> None:
+    if services.keys is not None:
+        services.keys.reload(services.runtime.catalog, services.events)
+
+
+async def reload_everything(services: Services, reloader: Reloader | None, trigger: str) -> None:
+    """SIGHUP: the catalog (when the router knows its file), then the keys file."""
+    if reloader is not None:
+        await reloader.reload(trigger)
+    await _reload_keys(services)
 
 
 def create_app(
     catalog: Catalog,
     settings: RouterSettings,
     *,
-    before_preload: list[StartupHook] | None = None,
-    middlewares: list[Callable[..., Awaitable[web.StreamResponse]]] | None = None,
+    source: CatalogSource | None = None,
+    source_text: str | None = None,
+    limits: Limits | None = None,
+    access_log: AccessLog | None = None,
+    before_preload: Sequence[StartupHook] = (),
 ) -> web.Application:
-    svc = build_services(catalog, settings)
+    """The router for `catalog`; `source`: its file, for reloads.
+
+    Raises KeysFileError when the configured keys file cannot be used."""
+    services = build_services(catalog, settings, source_text=source_text, limits=limits, access_log=access_log)
+    reloader = Reloader(services, source) if source is not None else None
+    redact_server_logs()
+    middlewares: list[Middleware] = [make_edge(services), origin_check]
+    if services.keys is not None:
+        middlewares.append(auth_middleware(services.keys, services.limits, services.events, record_of))
     app = web.Application(
-        middlewares=[make_edge(svc), *(middlewares or [])],
+        middlewares=middlewares,
         client_max_size=settings.max_body_bytes,
         handler_args={"max_field_size": 16 * 1024},
     )
-    app[SERVICES] = svc
+    app[SERVICES] = services
+    app[RELOADER] = reloader
+    # keepalive_timeout bounds the time to a request's headers (and an idle connection's life)
+    app[RUNNER_OPTIONS] = RunnerOptions(keepalive_timeout=settings.header_timeout, lingering_time=min(LINGER, settings.body_timeout))
+    app.on_response_prepare.append(OriginPolicy.on_prepare)
     ollama_api.add_routes(app)
     openai_api.add_routes(app)
     admin.add_routes(app)
-    install_access(app, svc)  # API keys, rate limits, body limits, /metrics
-    app.cleanup_ctx.append(lifecycle(svc, before_preload or []))
+    app.cleanup_ctx.append(lifecycle(services, reloader, before_preload))
     return app
+
+
+__all__ = ["create_app", "reload_everything"]

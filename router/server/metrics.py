@@ -1,11 +1,11 @@
 """Prometheus metrics (prefix `ollama_router_`), served at `GET /metrics`.
 
-Cheap on the request path: one middleware observes each request once, from
-its `Record`, after the answer has gone out (no per-chunk work), into plain
+Cheap on the request path: the edge middleware hands each request's `Record`
+here once, after the answer has gone out (no per-chunk work), into plain
 series (`router.server.series`). Token counts and rates come from the answer's
-last bytes (`Record.tail`), where Ollama puts its eval stats and OpenAI its
-`usage`. Fleet gauges (backend_up, in_flight, queue_depth) are read from the
-fleet state at scrape time.
+last bytes (`Record.tail`), where Ollama puts its eval stats and the other APIs
+their usage. Fleet gauges (backend_up, in_flight, queue_depth, ejected) are
+read from the fleet's state at scrape time.
 """
 
 from __future__ import annotations
@@ -17,21 +17,23 @@ from collections.abc import Iterator
 import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from router import wire
-from router.catalog import Catalog
-from router.fleet.state import UP, Fleet
-from router.server.proxy import Record
+from router.fleet.fleet import Fleet
+from router.fleet.state import Phase
+from router.http.record import Record
 from router.server.series import CounterSeries, HistogramSeries
 
 PREFIX = "ollama_router_"
-METRICS_KEY = "metrics"
-ROUTER_PATHS = frozenset({"/healthz", "/readyz", "/router/status", "/metrics"})
 TAIL_SCAN_BYTES = 512
 # the numbers read from an answer's tail; the leading quote keeps "eval_count" from matching "prompt_eval_count"
-STAT_NAMES = (b"eval_count", b"eval_duration", b"prompt_eval_count", b"load_duration", b"prompt_tokens", b"completion_tokens")
+# (Ollama's native stats; OpenAI chat's usage; the Responses and Anthropic usage)
+STAT_NAMES = (
+    b"eval_count", b"eval_duration", b"prompt_eval_count", b"load_duration", b"prompt_tokens", b"completion_tokens",
+    b"input_tokens", b"output_tokens",
+)
 STAT_NEEDLES = tuple((name, b'"' + name + b'":') for name in STAT_NAMES)
 STAT_KEYS = tuple((name, name.decode()) for name in STAT_NAMES)
 SSE_DONE = b"data: [DONE]"
@@ -69,6 +71,9 @@ def tail_stats(tail: bytes) -> dict[bytes, int]:
 
 def _numbers(document: dict[str, object]) -> dict[bytes, int]:
     usage = document.get("usage")
+    if not isinstance(usage, dict):
+        inner = document.get("response")  # a Responses event carries its response object
+        usage = inner.get("usage") if isinstance(inner, dict) else None
     source = usage if isinstance(usage, dict) else document
     return {name: value for name, key in STAT_KEYS if type(value := source.get(key)) is int}
 
@@ -83,7 +88,7 @@ def _scan(tail: bytes) -> dict[bytes, int]:
 
 
 class FleetCollector(Collector):
-    """backend_up, in_flight and queue_depth per container, read when scraped."""
+    """backend_up, ejected, in_flight and queue_depth per container, read when scraped."""
 
     def __init__(self, fleet: Fleet) -> None:
         self.fleet = fleet
@@ -92,20 +97,26 @@ class FleetCollector(Collector):
         up = GaugeMetricFamily(PREFIX + "backend_up", "1 when the container is up (health probes and passive signals)", labels=["container"])
         in_flight = GaugeMetricFamily(PREFIX + "in_flight", "requests the router has in flight on the container", labels=["container"])
         queued = GaugeMetricFamily(PREFIX + "queue_depth", "requests waiting for a slot on the container", labels=["container"])
-        for state in self.fleet.containers.values():
-            up.add_metric([state.name], 1.0 if state.state == UP else 0.0)
+        ejected = GaugeMetricFamily(PREFIX + "ejected", "1 while the container is ejected (real requests failed on it)", labels=["container"])
+        ejections = CounterMetricFamily(PREFIX + "ejections", "times the container was ejected", labels=["container"])
+        for state in self.fleet.all_states():
+            up.add_metric([state.name], 1.0 if state.routable else 0.0)
             in_flight.add_metric([state.name], float(state.in_flight))
-            queued.add_metric([state.name], float(len(state.waiters)))
+            queued.add_metric([state.name], float(state.slots.queued))
+            ejected.add_metric([state.name], 1.0 if state.phase is Phase.EJECTED else 0.0)
+            ejections.add_metric([state.name], float(state.ejected_total))
         yield up
         yield in_flight
         yield queued
+        yield ejected
+        yield ejections
 
 
 class RouterMetrics(Collector):
     """One registry per app (tests run several routers in one process)."""
 
-    def __init__(self, catalog: Catalog, fleet: Fleet, *, cold_load_threshold: float) -> None:
-        self.catalog = catalog
+    def __init__(self, fleet: Fleet, *, cold_load_threshold: float) -> None:
+        self.fleet = fleet
         self.cold_load_ns = cold_load_threshold * 1e9
         self.requests = CounterSeries(PREFIX + "requests", "requests answered", ["model", "container", "status", "api"])
         self.duration = HistogramSeries(PREFIX + "request_duration_seconds", "time from request to the answer's last byte", ["api", "model"], LATENCY_BUCKETS)
@@ -113,7 +124,7 @@ class RouterMetrics(Collector):
         self.tokens_per_second = HistogramSeries(PREFIX + "output_tokens_per_second", "generation speed (Ollama's eval_count / eval_duration)", ["model"], RATE_BUCKETS)
         self.queue_wait = HistogramSeries(PREFIX + "queue_wait_seconds", "time waiting for a container slot", ["container"], LATENCY_BUCKETS)
         self.overhead = HistogramSeries(PREFIX + "overhead_seconds", "router time before the first byte, less queue and container time", [], OVERHEAD_BUCKETS)
-        self.fallbacks = CounterSeries(PREFIX + "fallbacks", "requests served by a fallback model", ["from", "to", "reason"])
+        self.fallbacks = CounterSeries(PREFIX + "fallbacks", "requests answered by a fallback model", ["from", "to", "reason"])
         self.cold_loads = CounterSeries(PREFIX + "cold_loads", "answers whose load_duration was over the cold-load threshold", ["model", "container"])
         self.prompt_tokens = CounterSeries(PREFIX + "prompt_tokens", "prompt tokens, by API key", ["key"])
         self.completion_tokens = CounterSeries(PREFIX + "completion_tokens", "completion tokens, by API key", ["key"])
@@ -129,16 +140,16 @@ class RouterMetrics(Collector):
         for series in self.series:
             yield series.family()
 
-    def _model_label(self, record: Record) -> str:
-        if record.served_model is not None:
-            return record.served_model
-        if record.model is None:
-            return ""
-        model = self.catalog.resolve(record.model)  # never a client's free text as a label
-        return model.tag if model is not None else ""
+    def configure(self, *, cold_load_threshold: float) -> None:
+        self.cold_load_ns = cold_load_threshold * 1e9
+
+    @property
+    def fallbacks_total(self) -> int:
+        """What `/router/status` shows: the same count as `fallbacks_total`."""
+        return int(sum(self.fallbacks.values.values()))
 
     def observe(self, record: Record, status: int, api: str, content_type: str, now: float) -> None:
-        model = self._model_label(record)
+        model = record.served_model or record.model_tag or ""  # a catalog tag, never a client's free text
         container = record.container or ""
         self.requests.inc((model, container, str(status), api))
         self.duration.observe((api, model), now - record.started)
@@ -172,9 +183,8 @@ class RouterMetrics(Collector):
             self.cold_loads.inc((model, container))
 
     def after_request(self, record: Record, status: int, content_type: str) -> None:
-        """The edge middleware's observer: once per request, after its answer."""
-        api = "router" if record.path in ROUTER_PATHS else record.api
-        self.observe(record, status, api, content_type, time.perf_counter())
+        """Called by the edge middleware once per request, after its answer."""
+        self.observe(record, status, record.api, content_type, time.perf_counter())
 
-    async def handle(self, request: web.Request) -> web.Response:
+    def render(self) -> web.Response:
         return web.Response(body=generate_latest(self.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -14,21 +14,20 @@ from router.catalog import Model
 from router.catalog.names import model_key
 from router.fleet.health import loaded_models
 from router.fleet.state import ContainerState
-from router.server.context import MODEL_ALLOWED, allowed, read_json, record_of, requested_model, services
+from router.server.context import allowed, forward_by_model, runtime_of, services
 
 LISTING_TIMEOUT = 1.5
 FALLBACK_VERSION = "0.0.0"
 
 
-async def forward_by_model(request: web.Request) -> web.StreamResponse:
-    """POST /api/chat, /api/generate, /api/embed, /api/embeddings, /api/show."""
-    body, payload = await read_json(request)
-    fields = ("model", "name") if request.path == "/api/show" else ("model",)
-    name_field, model = requested_model(request, payload, fields)
-    return await services(request).proxy.forward(
-        request, record_of(request), request.path, payload, body, model,
-        model_field=name_field, allowed=request.get(MODEL_ALLOWED),
-    )
+async def forward(request: web.Request) -> web.StreamResponse:
+    """POST /api/chat, /api/generate, /api/embed, /api/embeddings."""
+    return await forward_by_model(request)
+
+
+async def show(request: web.Request) -> web.StreamResponse:
+    """POST /api/show names its model in `model` or, older, `name` (Ollama prefers `model`)."""
+    return await forward_by_model(request, ("model", "name"))
 
 
 async def root(request: web.Request) -> web.Response:
@@ -39,26 +38,26 @@ def _json(value: Any, status: int = 200) -> web.Response:
     return web.Response(status=status, body=orjson.dumps(value), headers={"Content-Type": wire.JSON_UTF8})
 
 
-async def version(request: web.Request) -> web.Response:
-    """The lowest version in the fleet: the features every container has."""
-    known = [s.version for s in services(request).fleet.containers.values() if s.version]
-    lowest = min(known, key=_version_tuple) if known else FALLBACK_VERSION
-    return _json({"version": lowest})
-
-
-def _version_tuple(text: str) -> tuple[int, ...]:
+def version_tuple(text: str) -> tuple[int, ...]:
     parts = []
     for piece in text.split("-")[0].split("."):
         parts.append(int(piece) if piece.isdigit() else 0)
     return tuple(parts)
 
 
+async def version(request: web.Request) -> web.Response:
+    """The lowest version in the fleet: the features every container has."""
+    known = [s.version for s in runtime_of(request).containers.values() if s.version]
+    lowest = min(known, key=version_tuple) if known else FALLBACK_VERSION
+    return _json({"version": lowest})
+
+
 async def _fetch(state: ContainerState, path: str) -> dict[str, Any] | None:
-    if state.session is None or not state.routable:
+    if not state.routable:
         return None
     try:
         async with asyncio.timeout(LISTING_TIMEOUT):
-            async with state.session.get(state.url + path) as response:
+            async with state.client.http().get(state.url + path) as response:
                 if response.status != 200:
                     return None
                 value = orjson.loads(await response.read())
@@ -70,14 +69,14 @@ async def _fetch(state: ContainerState, path: str) -> dict[str, Any] | None:
 async def _fleet_listing(request: web.Request, path: str) -> dict[str, dict[str, Any]]:
     """Fresh `path` from every reachable container, falling back to the last probe."""
     fleet = services(request).fleet
-    states = list(fleet.containers.values())
+    states = list(runtime_of(request).containers.values())
     results = await asyncio.gather(*(_fetch(s, path) for s in states))
     by_container: dict[str, dict[str, Any]] = {}
-    for state, result in zip(states, results, strict=False):
+    for state, result in zip(states, results, strict=True):
         if result is not None:
             by_container[state.name] = result
             if path == "/api/ps":
-                state.loaded = loaded_models(result)
+                fleet.update_loaded(state, loaded_models(result))
         elif path == "/api/tags" and state.tags:
             by_container[state.name] = {"models": state.tags}
         elif path == "/api/ps" and state.loaded:
@@ -86,7 +85,7 @@ async def _fleet_listing(request: web.Request, path: str) -> dict[str, dict[str,
 
 
 def _visible_models(request: web.Request) -> list[Model]:
-    return [m for m in services(request).catalog.models.values() if allowed(request, m)]
+    return [m for m in runtime_of(request).catalog.models.values() if allowed(request, m)]
 
 
 def _entry_for(model: Model, listings: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
@@ -94,7 +93,7 @@ def _entry_for(model: Model, listings: dict[str, dict[str, Any]]) -> dict[str, A
     candidates = []
     for name in model.containers:
         for entry in (listings.get(name) or {}).get("models") or []:
-            if model_key(entry.get("model") or entry.get("name") or "") == model.key:
+            if isinstance(entry, dict) and model_key(str(entry.get("model") or entry.get("name") or "")) == model.key:
                 candidates.append(entry)
     if not candidates:
         return None
@@ -134,8 +133,9 @@ async def ps(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/", root)  # and HEAD: clients probe liveness with it (docs/ollama-wire.md §3)
-    for path in ("/api/chat", "/api/generate", "/api/embed", "/api/embeddings", "/api/show"):
-        app.router.add_post(path, forward_by_model)
+    for path in ("/api/chat", "/api/generate", "/api/embed", "/api/embeddings"):
+        app.router.add_post(path, forward)
+    app.router.add_post("/api/show", show)
     app.router.add_get("/api/version", version)
     app.router.add_get("/api/tags", tags)
     app.router.add_get("/api/ps", ps)

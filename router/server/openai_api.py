@@ -9,17 +9,12 @@ from aiohttp import web
 
 from router import wire
 from router.catalog import Model
-from router.server.context import MODEL_ALLOWED, allowed, read_json, record_of, requested_model, services
-from router.server.errors import ModelNotFound
+from router.server.context import allowed, find_model, forward_by_model, runtime_of, services
 
 
-async def forward_by_model(request: web.Request) -> web.StreamResponse:
+async def forward(request: web.Request) -> web.StreamResponse:
     """POST /v1/chat/completions, /v1/completions, /v1/embeddings."""
-    body, payload = await read_json(request)
-    _, model = requested_model(request, payload)
-    return await services(request).proxy.forward(
-        request, record_of(request), request.path, payload, body, model, allowed=request.get(MODEL_ALLOWED)
-    )
+    return await forward_by_model(request)
 
 
 def _model_entry(model: Model, model_id: str, created: int, alias_of: str | None = None) -> dict[str, Any]:
@@ -42,10 +37,9 @@ def _json(value: Any) -> web.Response:
 
 async def list_models(request: web.Request) -> web.Response:
     """Every catalog model and alias the caller may use."""
-    svc = services(request)
-    created = int(svc.started)
+    created = int(services(request).started)
     data = []
-    for model in svc.catalog.models.values():
+    for model in runtime_of(request).catalog.models.values():
         if not allowed(request, model):
             continue
         data.append(_model_entry(model, model.tag, created))
@@ -55,17 +49,13 @@ async def list_models(request: web.Request) -> web.Response:
 
 async def retrieve_model(request: web.Request) -> web.Response:
     model_id = request.match_info["model"]
-    record_of(request).model = model_id
-    svc = services(request)
-    model = svc.catalog.resolve(model_id)
-    if model is None or not allowed(request, model):
-        raise ModelNotFound(model_id)
+    model = find_model(request, model_id)
     alias_of = model.tag if model_id.strip().lower() in {a.lower() for a in model.aliases} else None
-    return _json(_model_entry(model, model_id, int(svc.started), alias_of=alias_of))
+    return _json(_model_entry(model, model_id, int(services(request).started), alias_of=alias_of))
 
 
 def add_routes(app: web.Application) -> None:
     for path in ("/v1/chat/completions", "/v1/completions", "/v1/embeddings"):
-        app.router.add_post(path, forward_by_model)
+        app.router.add_post(path, forward)
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/v1/models/{model:.+}", retrieve_model)

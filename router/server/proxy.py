@@ -1,19 +1,21 @@
 """Forward one request to a container of its model; stream the answer back.
 
-Order of attempts: the model's containers (balancer order), then each
-fallback model's. A container that fails before the first byte reaches the
-client (connection error, 5xx, Ollama's 503 busy, no headers within
-`ttft_timeout`: Ollama sends headers only with the first token) is reported
-to the fleet and the next one is tried. Once a byte has gone out, never retry:
-a stream that breaks upstream is ended the way its API ends a failed stream.
+The proxy executes the attempt plan (`router.fleet.plan`): the model's
+containers in the balancer's order, then each fallback model's. A container
+that fails before the first byte reaches the client (connection error, 5xx,
+Ollama's 503 busy, no headers within `ttft_timeout`: Ollama sends headers
+only with the first token) is reported to the fleet and the next one is
+tried. Once a byte has gone out, never retry: a stream that breaks upstream,
+or sends nothing for `stream_idle_timeout`, is ended the way its API ends a
+failed stream.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -22,11 +24,19 @@ import structlog
 from aiohttp import web
 
 from router import wire
-from router.catalog import Catalog, Model
-from router.fleet.balancer import Balancer, ContainerGone, NoContainer, QueueFull, QueueTimeout
-from router.fleet.state import ContainerState, Fleet
-from router.server.errors import TooManyRequests, Unavailable
-from router.server.upstream import ConnectFailed, UpstreamPool, UpstreamResponse
+from router.access.keys import ApiKey
+from router.catalog import Model
+from router.events import EventHub
+from router.fleet.balancer import Balancer, NoContainer
+from router.fleet.fleet import FailureKind, Fleet
+from router.fleet.plan import advance, attempts
+from router.fleet.state import ContainerState
+from router.http.apis import ENDED_WITH_ERROR, Api
+from router.http.errors import FleetAtCapacity, TooManyRequests, Unavailable
+from router.http.record import Record
+from router.limits import ContainerGone, Limits, QueueFull, QueueTimeout
+from router.settings import RouterSettings
+from router.upstream.http1 import ConnectFailed, UpstreamResponse
 
 log = structlog.get_logger("router.proxy")
 
@@ -52,10 +62,10 @@ HOP_BY_HOP = frozenset(
 # model the catalog says it has (not pulled yet), which a sibling may have.
 RETRYABLE = frozenset({404, 429, 500, 502, 503, 504})
 # Ollama answers a request whose option has the wrong type with a 500
-# (docs/ollama-wire.md §4.6): the client's fault, which no sibling would answer better
-# and which says nothing of the container's health.
+# (docs/ollama-wire.md §4.6): the client's fault, which no sibling would answer
+# better and which says nothing of the container's health.
 CLIENT_FAULT_500_PREFIX = b'{"error":"option \\"'
-ENDED_WITH_ERROR = "stream ended with an error line"
+TAIL_BYTES = 192
 
 
 class PassThroughResponse(web.StreamResponse):
@@ -73,30 +83,27 @@ class PassThroughResponse(web.StreamResponse):
 
 
 @dataclass(slots=True)
-class Record:
-    """What one request did; read by the access log and the metrics."""
+class Call:
+    """One request on its way to a container: what the proxy needs to plan and forward it."""
 
-    request_id: str
-    api: str
-    method: str
+    request: web.Request
+    record: Record
+    api: Api
     path: str
-    model: str | None = None  # as the client asked
-    served_model: str | None = None
-    container: str | None = None
-    status: int = 0
-    bytes_out: int = 0
-    ttfb: float | None = None
-    queue_wait: float = 0.0
-    attempts: int = 0
-    fallback_from: str | None = None
-    fallback_reason: str | None = None
-    stream_broken: str | None = None
-    client_left: bool = False
-    error: str | None = None
-    key_name: str | None = None
-    tail: bytes = b""  # the answer's last bytes (where Ollama's eval stats and OpenAI's usage are)
-    upstream_wait: float = 0.0  # waiting for containers' response headers, over all attempts
-    started: float = field(default_factory=time.perf_counter)
+    payload: dict[str, Any]
+    body: bytes
+    model: Model
+    chain: tuple[Model, ...]  # the model, then its fallbacks
+    containers: Mapping[str, ContainerState]  # the catalog's containers when the request started
+    settings: RouterSettings
+    caller: ApiKey | None = None
+    model_field: str = "model"
+
+    def body_for(self, target: Model) -> bytes:
+        """The body to send when `target` serves: as the client wrote it when it names that tag."""
+        if self.payload.get(self.model_field) == target.tag:
+            return self.body
+        return orjson.dumps({**self.payload, self.model_field: target.tag})
 
 
 @dataclass(slots=True)
@@ -109,111 +116,84 @@ class Failure:
 
 
 class Proxy:
-    def __init__(
-        self, catalog: Catalog, fleet: Fleet, balancer: Balancer, *, ttft_timeout: float, connect_timeout: float = 2.0
-    ) -> None:
-        self.catalog = catalog
+    def __init__(self, fleet: Fleet, balancer: Balancer, limits: Limits, events: EventHub) -> None:
         self.fleet = fleet
         self.balancer = balancer
-        self.ttft_timeout = ttft_timeout
+        self.limits = limits
+        self.events = events
         self.stream_failures = 0
-        self.fallbacks = 0
-        self.connect_timeout = connect_timeout
-        self._plans: dict[str, list[Model]] = {}
-        self._pools: dict[str, UpstreamPool] = {}  # by container: keep-alive connections of the hot path
 
-    def close(self) -> None:
-        """Close the hot path's upstream connections (at shutdown)."""
-        for pool in self._pools.values():
-            pool.close()
-        self._pools.clear()
+    async def forward(self, call: Call) -> web.StreamResponse:
+        caller = call.caller
+        key = caller.name if caller is not None else ""
+        if not await self.limits.acquire_key(key, caller.max_concurrent if caller is not None else None):
+            raise TooManyRequests(
+                f"key '{key}' already has {caller.max_concurrent if caller else 0} requests in flight (its max_concurrent)",
+                retry_after=1,
+            )
+        try:
+            return await self._forward(call, key)
+        finally:
+            self.limits.release_key(key)
 
-    def plan(self, model: Model) -> list[Model]:
-        """The model, then its fallbacks (computed once per model: the catalog never changes)."""
-        plan = self._plans.get(model.tag)
-        if plan is None:
-            plan = [model]
-            for tag in model.fallback:
-                target = self.catalog.resolve(tag)
-                if target is not None and target not in plan:
-                    plan.append(target)
-            self._plans[model.tag] = plan
-        return plan
-
-    async def forward(
-        self,
-        request: web.Request,
-        record: Record,
-        path: str,
-        payload: dict[str, Any],
-        body: bytes,
-        model: Model,
-        *,
-        model_field: str = "model",
-        allowed: Callable[[Model], bool] | None = None,
-    ) -> web.StreamResponse:
-        """`allowed`: the caller's model allowlist; fallbacks outside it are skipped."""
+    async def _forward(self, call: Call, key: str) -> web.StreamResponse:
+        record = call.record
+        containers = call.containers
+        candidates = self.balancer.candidates
+        plan = attempts(
+            call.chain,
+            lambda model, tried: candidates(model, tried, containers),
+            call.caller.allows if call.caller is not None else None,
+        )
         last_failure: Failure | None = None
         queue_refused = False
         first_reason: str | None = None
-        for target in self.plan(model):
-            if target is not model and allowed is not None and not allowed(target):
+        attempt = next(plan, None)
+        while attempt is not None:
+            target = attempt.model
+            waited_from = time.perf_counter()
+            try:
+                state = await self.balancer.acquire(attempt.candidates, key, call.settings.queue_timeout)
+            except (QueueFull, QueueTimeout) as exc:
+                queue_refused = True
+                first_reason = first_reason or type(exc).__name__
+                attempt = advance(plan, None)
                 continue
-            if target is not model and first_reason is not None:
-                record.fallback_from = model.tag
-                record.fallback_reason = first_reason
-                self.fallbacks += 1
-                log.info("fallback", request_id=record.request_id, model=model.tag, to=target.tag, reason=first_reason)
-            upstream_body = body if payload.get(model_field) == target.tag else _rewrite(payload, model_field, target.tag)
-            tried: set[str] = set()
-            while True:
-                waited_from = time.perf_counter()
-                try:
-                    state = await self.balancer.acquire(target, tried)
-                except NoContainer:
-                    first_reason = first_reason or "no_container"
-                    break
-                except (QueueFull, QueueTimeout) as exc:
-                    queue_refused = True
-                    first_reason = first_reason or type(exc).__name__
-                    break
-                except ContainerGone:
-                    continue
-                finally:
-                    record.queue_wait += time.perf_counter() - waited_from
-                tried.add(state.name)
-                record.attempts += 1
-                try:
-                    outcome = await self._attempt(request, record, state, target, path, upstream_body)
-                finally:
-                    state.release()
-                if isinstance(outcome, web.StreamResponse):
-                    return outcome
-                if outcome.final:
-                    return self._upstream_error(record, outcome)
-                first_reason = first_reason or outcome.reason
-                if outcome.status is not None:
-                    last_failure = outcome
-                log.warning(
-                    "attempt_failed",
-                    request_id=record.request_id,
-                    container=state.name,
-                    model=target.tag,
-                    reason=outcome.reason,
-                )
-        return self._nothing_served(record, model, last_failure, queue_refused)
+            except ContainerGone:
+                attempt = advance(plan, "")  # its queue dissolved: plan again from what is left
+                continue
+            except NoContainer:
+                attempt = advance(plan, None)
+                continue
+            finally:
+                record.queue_wait += time.perf_counter() - waited_from
+            record.attempts += 1
+            try:
+                outcome = await self._attempt(call, state, target, (first_reason or "no_container") if attempt.fallback else None)
+            finally:
+                state.slots.release(key)
+            if isinstance(outcome, web.StreamResponse):
+                return outcome
+            if outcome.final:
+                return self._upstream_error(record, outcome)
+            first_reason = first_reason or outcome.reason
+            if outcome.status is not None:
+                last_failure = outcome
+            log.warning("attempt_failed", request_id=record.request_id, container=state.name, model=target.tag, reason=outcome.reason)
+            attempt = advance(plan, state.name)
+        return self._nothing_served(call, last_failure, queue_refused)
 
-    def _nothing_served(
-        self, record: Record, model: Model, last_failure: Failure | None, queue_refused: bool
-    ) -> web.StreamResponse:
-        if last_failure is not None and last_failure.body is not None and last_failure.status is not None:
-            return self._upstream_error(record, last_failure)
+    def _nothing_served(self, call: Call, last_failure: Failure | None, queue_refused: bool) -> web.StreamResponse:
+        model = call.model
         if queue_refused:
-            raise TooManyRequests(
+            # a full queue says more than a failure on a container the request already left
+            raise FleetAtCapacity(
                 f"all containers of model '{model.tag}' are at capacity and their queues are full; retry later",
                 retry_after=1,
             )
-        raise Unavailable(f"no container can serve model '{model.tag}' right now", retry_after=self._retry_after())
+        if last_failure is not None and last_failure.body is not None and last_failure.status is not None:
+            return self._upstream_error(call.record, last_failure)
+        raise Unavailable(f"no container can serve model '{model.tag}' right now", retry_after=self._retry_after(call))
 
     @staticmethod
     def _upstream_error(record: Record, failure: Failure) -> web.Response:
@@ -226,48 +206,36 @@ class Proxy:
         record.error = failure.reason
         return response
 
-    def _retry_after(self) -> float:
-        return max(1.0, min(30.0, self.balancer.queue_timeout / 10 or 1.0))
+    @staticmethod
+    def _retry_after(call: Call) -> float:
+        return max(1.0, min(30.0, call.settings.queue_timeout / 10 or 1.0))
 
-    async def _attempt(
-        self,
-        request: web.Request,
-        record: Record,
-        state: ContainerState,
-        target: Model,
-        path: str,
-        body: bytes,
-    ) -> web.StreamResponse | Failure:
-        pool = self._pools.get(state.name)
-        if pool is None:
-            pool = self._pools[state.name] = UpstreamPool(state.url, connect_timeout=self.connect_timeout)
-        for retry_stale in (True, False):
-            sent = time.perf_counter()
-            try:
-                upstream = await pool.post(path, body, record.request_id, self.ttft_timeout or None)
-                break
-            except TimeoutError:
-                self.fleet.report_failure(state, f"no first token within {self.ttft_timeout:g}s")
-                return Failure("ttft_timeout")
-            except aiohttp.ServerDisconnectedError:
-                if retry_stale:
-                    continue  # a pooled keep-alive connection the server had closed
-                self.fleet.report_failure(state, "server disconnected")
-                return Failure("disconnected")
-            except (aiohttp.ClientConnectorError, ConnectFailed) as exc:
-                self.fleet.report_failure(state, f"cannot connect: {exc.os_error}", fatal=True)
-                return Failure("connect")
-            except (aiohttp.ClientError, OSError) as exc:
-                self.fleet.report_failure(state, f"{type(exc).__name__}: {exc}")
-                return Failure("connection")
-            finally:
-                record.upstream_wait += time.perf_counter() - sent
+    async def _attempt(self, call: Call, state: ContainerState, target: Model, fallback_reason: str | None) -> web.StreamResponse | Failure:
+        record = call.record
+        sent = time.perf_counter()
+        ttft = call.settings.ttft_timeout
+        try:
+            upstream = await state.client.upstream().post(call.path, call.body_for(target), record.request_id, ttft or None)
+        except TimeoutError:
+            return self._failed(state, f"no first token within {ttft:g}s", "ttft_timeout", FailureKind.AMBIGUOUS)
+        except (aiohttp.ClientConnectorError, ConnectFailed) as exc:
+            return self._failed(state, f"cannot connect: {exc.os_error}", "connect", FailureKind.REFUSED)
+        except aiohttp.ServerDisconnectedError:
+            return self._failed(state, "server disconnected", "disconnected", FailureKind.CONTAINER)
+        except (aiohttp.ClientError, OSError) as exc:
+            return self._failed(state, f"{type(exc).__name__}: {exc}", "connection", FailureKind.CONTAINER)
+        finally:
+            record.upstream_wait += time.perf_counter() - sent
         try:
             if upstream.status in RETRYABLE:
                 return await self._failed_status(state, upstream)
-            return await self._stream(request, record, state, target, upstream)
+            return await self._stream(call, state, target, upstream, fallback_reason)
         finally:
             upstream.release()
+
+    def _failed(self, state: ContainerState, reason: str, label: str, kind: FailureKind) -> Failure:
+        self.fleet.request_failed(state, reason, kind)
+        return Failure(label)
 
     async def _failed_status(self, state: ContainerState, upstream: UpstreamResponse) -> Failure:
         try:
@@ -276,20 +244,20 @@ class Proxy:
         except (aiohttp.ClientError, OSError, TimeoutError):
             error_body = None
         content_type = upstream.headers.get("Content-Type")
-        if upstream.status == 500 and error_body is not None and error_body.startswith(CLIENT_FAULT_500_PREFIX):
+        status = upstream.status
+        if status == 500 and error_body is not None and error_body.startswith(CLIENT_FAULT_500_PREFIX):
             return Failure("client_fault", 500, content_type, error_body, final=True)
-        if upstream.status >= 500 and upstream.status != 503:  # 503 is Ollama's "server busy": load, not ill health
-            self.fleet.report_failure(state, f"HTTP {upstream.status}")
-        return Failure(f"http_{upstream.status}", upstream.status, content_type, error_body)
+        if status == 500:
+            self.fleet.request_failed(state, "HTTP 500", FailureKind.AMBIGUOUS)
+        elif status in (502, 504):
+            self.fleet.request_failed(state, f"HTTP {status}", FailureKind.CONTAINER)
+        # 503 is Ollama's "server busy" (load, not ill health); 404 and 429 say nothing of its health
+        return Failure(f"http_{status}", status, content_type, error_body)
 
     async def _stream(
-        self,
-        request: web.Request,
-        record: Record,
-        state: ContainerState,
-        target: Model,
-        upstream: UpstreamResponse,
+        self, call: Call, state: ContainerState, target: Model, upstream: UpstreamResponse, fallback_reason: str | None
     ) -> web.StreamResponse:
+        record = call.record
         response = PassThroughResponse(status=upstream.status)
         out_headers = response.headers
         for name, value in upstream.headers.items():
@@ -298,8 +266,12 @@ class Proxy:
         out_headers["X-Request-Id"] = record.request_id
         out_headers["X-Router-Container"] = state.name
         out_headers["X-Router-Model"] = target.tag
-        if record.fallback_from is not None:
-            out_headers["X-Router-Fallback"] = f"{record.fallback_from} -> {target.tag} ({record.fallback_reason})"
+        if fallback_reason is not None:
+            record.fallback_from = call.model.tag
+            record.fallback_reason = fallback_reason
+            out_headers["X-Router-Fallback"] = f"{call.model.tag} -> {target.tag} ({fallback_reason})"
+            log.info("fallback", request_id=record.request_id, model=call.model.tag, to=target.tag, reason=fallback_reason)
+            self.events.publish("fallback_served", model=call.model.tag, to=target.tag, reason=fallback_reason, container=state.name)
         length = upstream.content_length
         if length is not None:
             response.content_length = length
@@ -307,15 +279,21 @@ class Proxy:
         record.served_model = target.tag
         record.status = upstream.status
         content_type = upstream.headers.get("Content-Type", "")
+        idle = call.settings.stream_idle_timeout or None
+        loop = asyncio.get_running_loop()
         tail = b""
         try:
-            await response.prepare(request)
+            await response.prepare(call.request)
             record.ttfb = time.perf_counter() - record.started
-            async for chunk in upstream.content.iter_any():
-                await response.write(chunk)
-                record.bytes_out += len(chunk)
-                # enough of the end to judge completeness, even when split
-                tail = tail[-192:] + chunk if len(chunk) < 192 else chunk
+            async with asyncio.timeout(idle) as guard:
+                async for chunk in upstream.content.iter_any():
+                    guard.reschedule(None)  # a slow client is not an idle container
+                    await response.write(chunk)
+                    record.bytes_out += len(chunk)
+                    # enough of the end to judge completeness, even when split
+                    tail = tail[-TAIL_BYTES:] + chunk if len(chunk) < TAIL_BYTES else chunk
+                    if idle is not None:
+                        guard.reschedule(loop.time() + idle)
         except (ConnectionResetError, asyncio.CancelledError) as exc:
             # The client left: dropping the upstream connection stops the generation.
             record.client_left = True
@@ -323,68 +301,52 @@ class Proxy:
             if isinstance(exc, asyncio.CancelledError):
                 raise
             return response
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            await self._end_broken_stream(response, record, state, content_type, f"upstream stream broke: {exc!r}")
+        except TimeoutError:
+            upstream.close()
+            await self._end_broken_stream(call, response, state, content_type, f"no bytes from the container for {idle:g}s")
+            return response
+        except (aiohttp.ClientError, OSError) as exc:
+            await self._end_broken_stream(call, response, state, content_type, f"upstream stream broke: {exc!r}")
             return response
         record.tail = tail
-        unterminated = None
-        if upstream.status == 200:
-            broken = _stream_incomplete(content_type, tail)
-            if broken:
-                self.stream_failures += 1
-                record.stream_broken = broken
-                log.warning("stream_failed", request_id=record.request_id, container=state.name, reason=broken)
-                if broken != ENDED_WITH_ERROR:
-                    unterminated = broken
-                # the container failed mid-answer: it counts towards taking it out of rotation
-                self.fleet.report_failure(state, broken)
-            else:
-                self.fleet.report_success(state)
-        try:
-            if unterminated:  # tell the client it failed, not merely stopped (Ollama's SSE just ends)
-                await _write_stream_error(response, content_type, unterminated)
-            await response.write_eof()
-        except ConnectionResetError:
-            record.client_left = True
+        broken = call.api.incomplete(content_type, tail) if upstream.status == 200 else None
+        if broken is None:
+            self.fleet.request_succeeded(state)
+            try:
+                await response.write_eof()
+            except ConnectionResetError:
+                record.client_left = True
+            return response
+        if broken == ENDED_WITH_ERROR:  # the container said it failed, in the API's own way: pass it on as it is
+            self._stream_failed(record, state, broken)
+            try:
+                await response.write_eof()
+            except ConnectionResetError:
+                record.client_left = True
+            return response
+        await self._end_broken_stream(call, response, state, content_type, broken)
         return response
 
-    async def _end_broken_stream(
-        self, response: web.StreamResponse, record: Record, state: ContainerState, content_type: str, reason: str
-    ) -> None:
+    def _stream_failed(self, record: Record, state: ContainerState, reason: str) -> None:
         self.stream_failures += 1
         record.stream_broken = reason
-        self.fleet.report_failure(state, reason)
+        # the container failed mid-answer: it counts towards taking it out of rotation
+        self.fleet.request_failed(state, reason, FailureKind.CONTAINER)
         log.warning("stream_failed", request_id=record.request_id, container=state.name, reason=reason)
+        self.events.publish("stream_broken", container=state.name, model=record.served_model, reason=reason)
+
+    async def _end_broken_stream(
+        self, call: Call, response: web.StreamResponse, state: ContainerState, content_type: str, reason: str
+    ) -> None:
+        """Tell the client the stream failed, not merely stopped (Ollama's own streams just end)."""
+        self._stream_failed(call.record, state, reason)
+        ending = call.api.end_failed_stream(content_type, reason)
         try:
-            await _write_stream_error(response, content_type, reason)
+            if ending is not None:
+                await response.write(ending)
             await response.write_eof()
         except (ConnectionResetError, RuntimeError):
             pass
 
 
-async def _write_stream_error(response: web.StreamResponse, content_type: str, reason: str) -> None:
-    """End a failed stream the way its API does: an error line (NDJSON), an error event (SSE)."""
-    if content_type.startswith(wire.NDJSON):
-        await response.write(wire.native_error_body(reason) + b"\n")
-    elif content_type.startswith(wire.SSE):
-        await response.write(b"data: " + wire.openai_error_body(reason, 502).rstrip(b"\n") + b"\n\n")
-
-
-def _rewrite(payload: dict[str, Any], model_field: str, tag: str) -> bytes:
-    return orjson.dumps({**payload, model_field: tag})
-
-
-def _stream_incomplete(content_type: str, tail: bytes) -> str | None:
-    """Why a finished stream is not a complete one, judged from its last bytes."""
-    if content_type.startswith(wire.SSE):
-        return None if tail.endswith(b"data: [DONE]\n\n") else "stream ended without [DONE]"
-    if content_type.startswith(wire.NDJSON):
-        last = tail.rstrip(b"\n").rsplit(b"\n", 1)[-1]
-        if b'"error"' in last:
-            return ENDED_WITH_ERROR
-        if b'"done":true' not in last:
-            return "stream ended before done:true"
-    return None
-
-
-__all__ = ["PassThroughResponse", "Proxy", "Record"]
+__all__ = ["Call", "PassThroughResponse", "Proxy"]

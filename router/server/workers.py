@@ -7,6 +7,10 @@ supervises them: a worker that dies is started again, SIGINT/SIGTERM stop them
 all. Each worker binds its own listening socket on that port with
 SO_REUSEPORT, and the kernel spreads new connections over them.
 
+A SIGHUP to the supervisor (or a worker's `POST /router/reload`, which sends
+one) is passed on to every worker, and each reloads its catalog; a worker
+started again after a crash reads the catalog file as it is then.
+
 Each worker is a whole router: its own fleet state, health probes and
 keep-warm. Nothing is shared, so nothing can go stale between processes:
 every worker learns by itself (probes, passive health) that a container is
@@ -67,9 +71,11 @@ def share_capacity(catalog: Catalog, workers: int) -> Catalog:
 
 
 def supervise(workers: int, serve_worker: Callable[[int], int]) -> int:
-    """Fork `workers` processes running `serve_worker(index)`; restart those that die."""
+    """Fork `workers` processes running `serve_worker(index)`; restart those that die.
+    A SIGHUP (a reload) is passed on to every worker."""
     context = multiprocessing.get_context("fork")
     stopping = False
+    reload_asked = False
     procs: dict[int, BaseProcess] = {}
     started: dict[int, float] = {}
 
@@ -84,13 +90,23 @@ def supervise(workers: int, serve_worker: Callable[[int], int]) -> int:
         nonlocal stopping
         stopping = True
 
+    def ask_reload(signum: int, _frame: object) -> None:
+        nonlocal reload_asked
+        reload_asked = True
+
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, ask_reload)
     try:
         for index in range(workers):
             start(index)
         failed_at_start = 0
         while not stopping:
             time.sleep(0.2)
+            if reload_asked:
+                reload_asked = False
+                for proc in procs.values():
+                    if proc.is_alive() and proc.pid is not None:
+                        os.kill(proc.pid, signal.SIGHUP)
             for index, proc in list(procs.items()):
                 if stopping or proc.is_alive():
                     continue
@@ -121,4 +137,5 @@ def supervise(workers: int, serve_worker: Callable[[int], int]) -> int:
 def _child(serve_worker: Callable[[int], int], index: int) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_DFL)  # the worker's event loop installs its own
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until its loop listens: a reload must not kill it
     sys.exit(serve_worker(index))

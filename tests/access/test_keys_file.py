@@ -12,9 +12,9 @@ import yaml
 
 from router.access.auth import announce
 from router.access.keys import KeysFileError, KeyStore, hash_key, presented_key, read_keys_file
-from router.access.ratelimit import TokenBucket
 from router.catalog import parse_catalog
 from router.cli import main as cli
+from router.limits.local import TokenBucket
 from router.settings import RouterSettings
 from tests.access.support import CATALOG, Keyed, keys_add
 
@@ -110,9 +110,9 @@ def test_the_store_finds_a_key_by_its_hash_and_resolves_its_allowlist(tmp_path: 
     store = KeyStore.load(path, cat)
     found = store.find("secret")
     assert found is not None and found.name == "a" and not found.admin
-    assert found.model_allowed is not None
-    assert found.model_allowed(cat.resolve("llama3.2:3b"))  # type: ignore[arg-type]
-    assert not found.model_allowed(cat.resolve("qwen2.5:7b"))  # type: ignore[arg-type]
+    assert found.allowed_models is not None
+    assert found.allows(cat.resolve("llama3.2:3b"))  # type: ignore[arg-type]
+    assert not found.allows(cat.resolve("qwen2.5:7b"))  # type: ignore[arg-type]
     assert store.find("secreT") is None and store.find("") is None
     assert store.find("\udcff") is None and store.find("\ud800") is None  # undecodable header bytes do not crash
     assert store.find("secret") is found  # verified once, then looked up

@@ -87,7 +87,7 @@ async def test_slow_headers_are_cut_off(impatient: RouterFleet) -> None:
     port = int(impatient.url.rsplit(":", 1)[1])
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     started = time.perf_counter()
-    writer.write(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n")
+    writer.write(b"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\n")
     for i in range(40):  # one header byte every 50 ms: never a whole request
         try:
             writer.write(b"X"[:1] if i else b"X-Slow: ")
@@ -113,7 +113,7 @@ async def test_a_silent_connection_is_closed(impatient: RouterFleet) -> None:
 async def test_a_slow_body_is_408_in_the_apis_shape(impatient: RouterFleet, path: str) -> None:
     port = int(impatient.url.rsplit(":", 1)[1])
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: 100\r\n\r\n".encode())
+    writer.write(f"POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: 100\r\n\r\n".encode())
     writer.write(b'{"model": ')
     await writer.drain()
     async with asyncio.timeout(SLOW + 2.0):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import textwrap
@@ -13,11 +14,11 @@ import pytest
 from prometheus_client import generate_latest
 
 from router.catalog import parse_catalog
-from router.fleet.state import UP, Fleet
+from router.fleet.fleet import Fleet
+from router.http.record import Record
 from router.server.metrics import RouterMetrics, tail_stats
-from router.server.proxy import Record
 from tests.access.support import CATALOG, LLAMA, MESSAGES, QWEN, Keyed, parse_metrics, sample
-from tests.harness import catalog_yaml, router_fleet
+from tests.harness import catalog_yaml, fleet_of, router_fleet
 
 P = "ollama_router_"
 
@@ -63,9 +64,8 @@ async def test_metrics_move_as_requests_flow(keyed: Keyed) -> None:
 
 
 def _metrics() -> tuple[RouterMetrics, Fleet]:
-    catalog = parse_catalog(textwrap.dedent(CATALOG), "catalog.yaml").catalog
-    fleet = Fleet.from_catalog(catalog, max_queue=4, failure_threshold=3)
-    return RouterMetrics(catalog, fleet, cold_load_threshold=1.0), fleet
+    fleet = fleet_of(parse_catalog(textwrap.dedent(CATALOG), "catalog.yaml").catalog, max_queue=4)
+    return RouterMetrics(fleet, cold_load_threshold=1.0), fleet
 
 
 def _served(**fields: object) -> Record:
@@ -91,16 +91,21 @@ def test_fallbacks_and_cold_loads_are_counted() -> None:
     assert sample(samples, P + "completion_tokens_total", key="anonymous") == 10
 
 
-def test_fleet_gauges_are_read_at_scrape_time() -> None:
+async def test_fleet_gauges_are_read_at_scrape_time() -> None:
     metrics, fleet = _metrics()
     state = fleet.containers["a"]
-    state.state, state.in_flight = UP, 3
-    state.waiters.extend([object(), object()])  # type: ignore[list-item]
+    fleet.probe_passed(state, version="0.32.15", loaded={}, tags=[])
+    while await state.slots.try_acquire("k"):
+        pass  # every slot taken (num_parallel 4)
+    waiting = [asyncio.create_task(state.slots.wait("k", 10)) for _ in range(2)]
+    await asyncio.sleep(0)
     samples = parse_metrics(_scrape(metrics))
     assert sample(samples, P + "backend_up", container="a") == 1
     assert sample(samples, P + "backend_up", container="q") == 0
-    assert sample(samples, P + "in_flight", container="a") == 3
+    assert sample(samples, P + "in_flight", container="a") == 4
     assert sample(samples, P + "queue_depth", container="a") == 2
+    for task in waiting:
+        task.cancel()
 
 
 @pytest.mark.parametrize(

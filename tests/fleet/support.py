@@ -87,6 +87,6 @@ async def ps_models(fleet: RouterFleet, name: str) -> dict[str, dict[str, Any]]:
 def first_choice(fleet: RouterFleet, model: str = MODEL) -> str:
     """The container the balancer would pick next for `model`."""
     services = fleet.services
-    target = services.catalog.resolve(model)
+    target = services.runtime.catalog.resolve(model)
     assert target is not None
-    return services.balancer.candidates(target, set())[0].name
+    return services.balancer.candidates(target)[0].name

@@ -1,4 +1,4 @@
-"""The balancer's choice and queue, on real `ContainerState`s (no network)."""
+"""The balancer's choice and queue, on real fleet states and local slots (no network)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,11 @@ import textwrap
 import pytest
 
 from router.catalog import Catalog, Model, parse_catalog
-from router.fleet.balancer import Balancer, NoContainer, QueueFull, QueueTimeout
-from router.fleet.state import DOWN, UP, ContainerGone, ContainerState, Fleet, LoadedModel
+from router.fleet.balancer import Balancer, NoContainer
+from router.fleet.fleet import FailureKind, Fleet
+from router.fleet.state import ContainerState, LoadedModel, Phase
+from router.limits import ContainerGone, QueueFull, QueueTimeout
+from tests.harness import fleet_of
 
 CATALOG = """
 version: 1
@@ -21,158 +24,225 @@ models:
   llama3.2:3b: {containers: [a, b, c]}
 """
 
+# Two models, each on containers of its own: a balancer must never look past a model's own.
+TWO_MODELS = """
+version: 1
+containers:
+  l1: {gpus: [0], port: 11001, num_parallel: 2}
+  l2: {gpus: [1], port: 11002, num_parallel: 2}
+  q1: {gpus: [2], port: 11003, num_parallel: 2}
+  q2: {gpus: [3], port: 11004, num_parallel: 2}
+models:
+  llama3.2:3b: {containers: [l1, l2]}
+  qwen2.5:7b: {containers: [q1, q2]}
+"""
 
-def make_fleet(*, max_queue: int = 2, failure_threshold: int = 3) -> tuple[Fleet, Model]:
-    catalog: Catalog = parse_catalog(textwrap.dedent(CATALOG), "unit.yaml").catalog
-    fleet = Fleet.from_catalog(catalog, max_queue=max_queue, failure_threshold=failure_threshold)
+
+def make_fleet(text: str = CATALOG, *, max_queue: int = 2, failure_threshold: int = 3) -> tuple[Fleet, Catalog]:
+    catalog: Catalog = parse_catalog(textwrap.dedent(text), "unit.yaml").catalog
+    fleet = fleet_of(catalog, max_queue=max_queue, failure_threshold=failure_threshold)
     for state in fleet.containers.values():
-        state.state = UP
-    model = catalog.resolve("llama3.2:3b")
+        fleet.probe_passed(state, version="0.32.15", loaded={}, tags=[])
+    return fleet, catalog
+
+
+def model_of(catalog: Catalog, name: str = "llama3.2:3b") -> Model:
+    model = catalog.resolve(name)
     assert model is not None
-    return fleet, model
+    return model
 
 
-async def full_fleet(
-    *, max_queue: int, queue_timeout: float, failure_threshold: int = 3
-) -> tuple[Fleet, Model, Balancer]:
+async def full_fleet(*, max_queue: int, failure_threshold: int = 3) -> tuple[Fleet, Model, Balancer]:
     """A fleet whose every slot (3 containers x num_parallel 2) is taken, and its balancer."""
-    fleet, model = make_fleet(max_queue=max_queue, failure_threshold=failure_threshold)
-    balancer = Balancer(fleet, queue_timeout=queue_timeout)
+    fleet, catalog = make_fleet(max_queue=max_queue, failure_threshold=failure_threshold)
+    model = model_of(catalog)
+    balancer = Balancer(fleet)
     for _ in range(6):
-        await balancer.acquire(model, set())
+        await balancer.acquire(balancer.candidates(model), "k", 1)
     return fleet, model, balancer
 
 
-def load(state: ContainerState, model: Model) -> None:
-    state.loaded[model.key] = LoadedModel(name=model.tag, key=model.key, expires_at=None)
+async def take(state: ContainerState, slots: int, caller: str = "k") -> None:
+    for _ in range(slots):
+        assert await state.slots.try_acquire(caller)
+
+
+def load(fleet: Fleet, state: ContainerState, model: Model) -> None:
+    fleet.model_loaded(state, LoadedModel(name=model.tag, key=model.key, expires_at=None))
 
 
 def names(states: list[ContainerState]) -> list[str]:
     return [s.name for s in states]
 
 
+def queued(fleet: Fleet) -> int:
+    return sum(s.slots.queued for s in fleet.containers.values())
+
+
 def test_catalog_order_breaks_ties_primary_first() -> None:
-    fleet, model = make_fleet()
-    assert names(Balancer(fleet, queue_timeout=1).candidates(model, set())) == ["a", "b", "c"]
+    fleet, catalog = make_fleet()
+    assert names(Balancer(fleet).candidates(model_of(catalog))) == ["a", "b", "c"]
 
 
 def test_a_container_with_the_model_loaded_comes_first() -> None:
-    fleet, model = make_fleet()
-    load(fleet.containers["c"], model)
-    assert names(Balancer(fleet, queue_timeout=1).candidates(model, set())) == ["c", "a", "b"]
+    fleet, catalog = make_fleet()
+    model = model_of(catalog)
+    load(fleet, fleet.containers["c"], model)
+    assert names(Balancer(fleet).candidates(model)) == ["c", "a", "b"]
 
 
-def test_then_the_fewest_requests_in_flight() -> None:
-    fleet, model = make_fleet()
+async def test_then_the_fewest_requests_in_flight() -> None:
+    fleet, catalog = make_fleet()
+    model = model_of(catalog)
     for state in fleet.containers.values():
-        load(state, model)
-    fleet.containers["a"].in_flight = 2
-    fleet.containers["b"].in_flight = 1
-    assert names(Balancer(fleet, queue_timeout=1).candidates(model, set())) == ["c", "b", "a"]
+        load(fleet, state, model)
+    await take(fleet.containers["a"], 2)
+    await take(fleet.containers["b"], 1)
+    assert names(Balancer(fleet).candidates(model)) == ["c", "b", "a"]
 
 
-def test_loaded_beats_idle_unloaded() -> None:
-    fleet, model = make_fleet()
-    load(fleet.containers["b"], model)
-    fleet.containers["b"].in_flight = 1
-    assert names(Balancer(fleet, queue_timeout=1).candidates(model, set()))[0] == "b"
+async def test_loaded_beats_idle_unloaded() -> None:
+    fleet, catalog = make_fleet()
+    model = model_of(catalog)
+    load(fleet, fleet.containers["b"], model)
+    await take(fleet.containers["b"], 1)
+    assert names(Balancer(fleet).candidates(model))[0] == "b"
 
 
-def test_down_and_already_tried_containers_are_skipped() -> None:
-    fleet, model = make_fleet()
-    fleet.containers["a"].state = DOWN
-    assert names(Balancer(fleet, queue_timeout=1).candidates(model, {"b"})) == ["c"]
+def test_down_ejected_and_already_tried_containers_are_skipped() -> None:
+    fleet, catalog = make_fleet()
+    fleet.probe_failed(fleet.containers["a"], "refused")
+    assert names(Balancer(fleet).candidates(model_of(catalog), {"b"})) == ["c"]
+    fleet.eject(fleet.containers["c"], "cut streams")
+    assert names(Balancer(fleet).candidates(model_of(catalog), {"b"})) == []
+
+
+def test_only_the_models_own_containers_are_candidates_even_when_others_are_loaded_and_idle() -> None:
+    fleet, catalog = make_fleet(TWO_MODELS)
+    llama, qwen = model_of(catalog), model_of(catalog, "qwen2.5:7b")
+    for name in ("q1", "q2"):
+        load(fleet, fleet.containers[name], llama)  # a stray llama on qwen's containers
+    assert names(Balancer(fleet).candidates(llama)) == ["l1", "l2"]
+    assert names(Balancer(fleet).candidates(qwen)) == ["q1", "q2"]
+
+
+async def test_a_busy_or_unloaded_right_container_still_beats_an_idle_wrong_one() -> None:
+    fleet, catalog = make_fleet(TWO_MODELS)
+    llama = model_of(catalog)
+    balancer = Balancer(fleet)
+    await take(fleet.containers["l1"], 2)
+    await take(fleet.containers["l2"], 2)  # both of llama's containers full, qwen's idle
+    with pytest.raises(QueueTimeout):
+        await balancer.acquire(balancer.candidates(llama), "k", 0.01)
+    assert fleet.containers["q1"].in_flight == fleet.containers["q2"].in_flight == 0
+    fleet.probe_failed(fleet.containers["l1"], "refused")
+    fleet.probe_failed(fleet.containers["l2"], "refused")
+    assert balancer.candidates(llama) == []
 
 
 async def test_no_candidate_raises_no_container() -> None:
-    fleet, model = make_fleet()
+    fleet, catalog = make_fleet()
     for state in fleet.containers.values():
-        state.state = DOWN
+        fleet.probe_failed(state, "refused")
+    balancer = Balancer(fleet)
     with pytest.raises(NoContainer):
-        await Balancer(fleet, queue_timeout=1).acquire(model, set())
+        await balancer.acquire(balancer.candidates(model_of(catalog)), "k", 1)
 
 
 async def test_in_flight_cap_is_num_parallel_then_siblings_fill() -> None:
-    fleet, model = make_fleet()
-    balancer = Balancer(fleet, queue_timeout=1)
-    got = [await balancer.acquire(model, set()) for _ in range(6)]
+    fleet, catalog = make_fleet()
+    model = model_of(catalog)
+    balancer = Balancer(fleet)
+    got = [await balancer.acquire(balancer.candidates(model), "k", 1) for _ in range(6)]
     assert sorted(names(got)) == ["a", "a", "b", "b", "c", "c"]
-    assert all(s.in_flight == s.limit == 2 for s in fleet.containers.values())
+    assert all(s.in_flight == s.slots.limit == 2 for s in fleet.containers.values())
 
 
-async def test_full_fleet_queues_fifo_and_release_hands_the_slot_over() -> None:
-    fleet, model, balancer = await full_fleet(max_queue=2, queue_timeout=5)
-    first = asyncio.create_task(balancer.acquire(model, set()))
+async def test_full_fleet_queues_and_release_hands_the_slot_over() -> None:
+    fleet, model, balancer = await full_fleet(max_queue=2)
+    first = asyncio.create_task(balancer.acquire(balancer.candidates(model), "k", 5))
     await asyncio.sleep(0)
-    queued_on = next(s for s in fleet.containers.values() if s.waiters)
-    second = asyncio.create_task(balancer.acquire(model, set()))
+    queued_on = next(s for s in fleet.containers.values() if s.slots.queued)
+    second = asyncio.create_task(balancer.acquire(balancer.candidates(model), "k", 5))
     await asyncio.sleep(0)
-    assert sum(len(s.waiters) for s in fleet.containers.values()) == 2
+    assert queued(fleet) == 2
     assert not first.done()
-    queued_on.release()  # the slot passes to the oldest waiter of that container
+    queued_on.slots.release("k")  # the slot passes to the oldest waiter of that container
     assert await first is queued_on
     assert queued_on.in_flight == 2  # handed over, not freed
     assert not second.done()
     second.cancel()
     await asyncio.gather(second, return_exceptions=True)
-    assert sum(len(s.waiters) for s in fleet.containers.values()) == 0
+    assert queued(fleet) == 0
+
+
+async def test_a_freed_slot_goes_to_the_waiting_key_that_holds_the_fewest() -> None:
+    fleet, catalog = make_fleet(max_queue=8)
+    model = model_of(catalog)
+    state = fleet.containers["a"]
+    await take(state, 2, "greedy")  # one key holds the whole container
+    greedy_waiting = [asyncio.create_task(state.slots.wait("greedy", 5)) for _ in range(3)]
+    await asyncio.sleep(0)
+    polite = asyncio.create_task(state.slots.wait("polite", 5))  # arrives last, holds nothing
+    await asyncio.sleep(0)
+    state.slots.release("greedy")
+    await asyncio.sleep(0)
+    assert polite.done() and not any(t.done() for t in greedy_waiting)
+    state.slots.release("greedy")
+    await asyncio.sleep(0)
+    assert greedy_waiting[0].done() and not greedy_waiting[1].done()  # FIFO among equals
+    for task in greedy_waiting:
+        task.cancel()
+    await asyncio.gather(*greedy_waiting, return_exceptions=True)
+    assert model is not None
 
 
 async def test_every_queue_full_raises_queue_full_at_once() -> None:
-    fleet, model, balancer = await full_fleet(max_queue=1, queue_timeout=5)
-    waiting = [asyncio.create_task(balancer.acquire(model, set())) for _ in range(3)]
+    fleet, model, balancer = await full_fleet(max_queue=1)
+    waiting = [asyncio.create_task(balancer.acquire(balancer.candidates(model), "k", 5)) for _ in range(3)]
     await asyncio.sleep(0)
-    assert all(len(s.waiters) == 1 for s in fleet.containers.values())  # shortest queue first
+    assert all(s.slots.queued == 1 for s in fleet.containers.values())  # shortest queue first
     with pytest.raises(QueueFull):
-        await balancer.acquire(model, set())
+        await balancer.acquire(balancer.candidates(model), "k", 5)
     for task in waiting:
         task.cancel()
     await asyncio.gather(*waiting, return_exceptions=True)
 
 
 async def test_queue_timeout() -> None:
-    fleet, model, balancer = await full_fleet(max_queue=4, queue_timeout=0.05)
+    fleet, model, balancer = await full_fleet(max_queue=4)
     with pytest.raises(QueueTimeout):
-        await balancer.acquire(model, set())
-    assert all(not s.waiters for s in fleet.containers.values())
+        await balancer.acquire(balancer.candidates(model), "k", 0.05)
+    assert queued(fleet) == 0
     assert all(s.in_flight == 2 for s in fleet.containers.values())
 
 
 async def test_cancelled_waiter_that_was_handed_a_slot_gives_it_back() -> None:
-    fleet, model, balancer = await full_fleet(max_queue=4, queue_timeout=5)
-    task = asyncio.create_task(balancer.acquire(model, set()))
+    fleet, model, balancer = await full_fleet(max_queue=4)
+    task = asyncio.create_task(balancer.acquire(balancer.candidates(model), "k", 5))
     await asyncio.sleep(0)
-    state = next(s for s in fleet.containers.values() if s.waiters)
-    state.release()  # hands the slot to the task...
+    state = next(s for s in fleet.containers.values() if s.slots.queued)
+    state.slots.release("k")  # hands the slot to the task...
     task.cancel()  # ...which leaves before it runs
     await asyncio.gather(task, return_exceptions=True)
-    assert state.in_flight == 1 and not state.waiters
+    assert state.in_flight == 1 and not state.slots.queued
 
 
-async def test_queued_requests_fail_over_when_their_container_goes_down() -> None:
-    fleet, model, balancer = await full_fleet(max_queue=4, failure_threshold=1, queue_timeout=5)
-    task = asyncio.create_task(balancer.acquire(model, set()))
+async def test_queued_requests_fail_over_when_their_container_is_ejected() -> None:
+    fleet, model, balancer = await full_fleet(max_queue=4, failure_threshold=1)
+    task = asyncio.create_task(balancer.acquire(balancer.candidates(model), "k", 5))
     await asyncio.sleep(0)
-    state = next(s for s in fleet.containers.values() if s.waiters)
-    fleet.report_failure(state, "HTTP 500")
+    state = next(s for s in fleet.containers.values() if s.slots.queued)
+    fleet.request_failed(state, "stream cut", FailureKind.CONTAINER)
     with pytest.raises(ContainerGone):
         await task
-    assert state.state == DOWN and state.wakeup.is_set()
-    assert state.name not in names(balancer.candidates(model, set()))
+    assert state.phase is Phase.EJECTED
+    assert state.name not in names(balancer.candidates(model))
 
 
-def test_passive_failures_mark_down_after_the_threshold_or_at_once_when_fatal() -> None:
-    fleet, model = make_fleet(failure_threshold=3)
-    a, b = fleet.containers["a"], fleet.containers["b"]
-    fleet.report_failure(a, "HTTP 500")
-    fleet.report_failure(a, "HTTP 500")
-    assert a.state == UP
-    fleet.report_success(a)
-    fleet.report_failure(a, "HTTP 500")
-    fleet.report_failure(a, "HTTP 500")
-    assert a.state == UP  # a success in between resets the count
-    fleet.report_failure(a, "HTTP 500")
-    assert a.state == DOWN and a.last_error == "HTTP 500"
-    fleet.report_failure(b, "cannot connect", fatal=True)
-    assert b.state == DOWN
-    assert fleet.model_ready(model) == ["c"]
+def test_a_refused_connection_marks_down_at_once_and_wakes_the_prober() -> None:
+    fleet, catalog = make_fleet(failure_threshold=3)
+    b = fleet.containers["b"]
+    fleet.request_failed(b, "cannot connect", FailureKind.REFUSED)
+    assert b.phase is Phase.DOWN and b.wakeup.is_set()
+    assert "b" not in names(Balancer(fleet).candidates(model_of(catalog)))

@@ -162,7 +162,7 @@ async def test_queue_full_is_429_with_retry_after() -> None:
         queued = asyncio.create_task(chat(fleet))
 
         async def one_queued() -> bool:
-            return len(state.waiters) == 1
+            return state.slots.queued == 1
 
         await wait_until(one_queued)
         assert (await container_status(fleet, "a"))["queued"] == 1
@@ -224,7 +224,7 @@ async def test_a_container_lacking_the_model_is_skipped_for_a_sibling_that_has_i
         assert (await container_status(fleet, "a"))["state"] == "up"  # a missing model is not a sick container
 
 
-@pytest.mark.parametrize(("kind", "state"), [("busy", "up"), ("error", "down")])
+@pytest.mark.parametrize(("kind", "state"), [("busy", "up"), ("error", "ejected")])
 async def test_a_busy_container_is_not_taken_out_but_a_failing_one_is(kind: str, state: str) -> None:
     # one passive failure is enough to take a container out; probes too rare to bring it back
     async with router_fleet(
@@ -248,7 +248,7 @@ async def test_waiting_past_queue_timeout_is_429_with_retry_after() -> None:
         waited = await chat(fleet, "ollama")
         assert waited.status == 429 and int(waited.headers["Retry-After"]) >= 1
         assert isinstance(waited.json()["error"], str)
-        assert not state.waiters  # it left the queue
+        assert not state.slots.queued  # it left the queue
         assert (await running).status == 200
 
 

@@ -6,14 +6,13 @@ import asyncio
 import textwrap
 from collections.abc import Awaitable, Callable
 
-import aiohttp
 from aiohttp import web
 
 from router.catalog import parse_catalog
 from router.fleet.health import HealthMonitor
-from router.fleet.state import Fleet
+from router.fleet.state import Phase
 from tests.fleet.support import MODEL, TWO_CONTAINERS, chat, container_status, ps_models, wait_until
-from tests.harness import RouterFleet, router_fleet
+from tests.harness import RouterFleet, fleet_of, router_fleet
 
 
 def reports(fleet: RouterFleet, name: str, state: str) -> Callable[[], Awaitable[bool]]:
@@ -93,10 +92,10 @@ async def test_deep_check_keeps_out_a_container_whose_generation_hangs_until_it_
         await fleet.wait_warm()
         # `GET /` and the listings still answer; only generation hangs
         await fleet.backends["a"].add_fault("hang", -1, model=MODEL, path="/api/generate")
-        await wait_until(reports(fleet, "a", "down"), timeout=5)
+        await wait_until(reports(fleet, "a", "ejected"), timeout=5)
         await asyncio.sleep(1.0)  # several good probes later...
         status = await container_status(fleet, "a")
-        assert status["state"] == "down" and "deep check" in status["last_error"]  # ...still out
+        assert status["state"] in ("ejected", "probation") and "deep check" in status["ejection_reason"]  # ...still out
         reply = await chat(fleet)
         assert reply.status == 200 and reply.container == "b" and reply.elapsed < ttft
         await fleet.backends["a"].clear_faults()
@@ -138,23 +137,22 @@ async def test_a_malformed_answer_is_a_failed_probe_and_the_health_task_keeps_ru
         """),
         "unit.yaml",
     ).catalog
-    fleet = Fleet.from_catalog(catalog, max_queue=1, failure_threshold=3)
+    fleet = fleet_of(catalog, max_queue=1)
     state = fleet.containers["a"]
     health = HealthMonitor(fleet, interval=0.05, probe_timeout=1.0)
-    async with aiohttp.ClientSession() as session:
-        state.session = session
-        try:
-            health.start()
-            await asyncio.sleep(0.3)
-            assert state.state == "down" and "AttributeError" in (state.last_error or "")
-            assert health.running
-            answers["ps"] = b'{"models":[{"model":"llama3.2:3b","expires_at":"2318-01-01T00:00:00Z"}]}'
+    try:
+        health.start()
+        await asyncio.sleep(0.3)
+        assert state.phase is Phase.DOWN and "AttributeError" in (state.last_error or "")
+        assert health.running
+        answers["ps"] = b'{"models":[{"model":"llama3.2:3b","expires_at":"2318-01-01T00:00:00Z"}]}'
 
-            async def up() -> bool:
-                return state.state == "up"
+        async def up() -> bool:
+            return state.phase is Phase.UP
 
-            await wait_until(up, timeout=3)
-            assert list(state.loaded) and state.version == "0.12.6"
-        finally:
-            await health.stop()
-            await runner.cleanup()
+        await wait_until(up, timeout=3)
+        assert list(state.loaded) and state.version == "0.12.6"
+    finally:
+        await health.stop()
+        await state.client.close()
+        await runner.cleanup()

@@ -10,9 +10,12 @@ import pytest
 
 from router.catalog import Model, parse_catalog
 from router.catalog.names import model_key
+from router.events import EventHub
+from router.fleet.fleet import Fleet
 from router.fleet.health import loaded_models, parse_timestamp
 from router.fleet.keepwarm import KeepWarm, ping_request
-from router.fleet.state import DOWN, UP, ContainerState, Fleet, LoadedModel
+from router.fleet.state import ContainerState, LoadedModel, Phase
+from tests.harness import fleet_of
 
 CATALOG = """
 version: 1
@@ -29,7 +32,7 @@ class RecordingKeepWarm(KeepWarm):
     """Records pings instead of sending them."""
 
     def __init__(self, fleet: Fleet) -> None:
-        super().__init__(fleet, margin=30)
+        super().__init__(fleet, EventHub(), margin=30)
         self.pinged: list[str] = []
 
     async def ping(self, state: ContainerState, model: Model) -> bool:
@@ -39,15 +42,15 @@ class RecordingKeepWarm(KeepWarm):
 
 def setup() -> tuple[Fleet, ContainerState, dict[str, Model]]:
     catalog = parse_catalog(textwrap.dedent(CATALOG), "unit.yaml").catalog
-    fleet = Fleet.from_catalog(catalog, max_queue=4, failure_threshold=3)
+    fleet = fleet_of(catalog, max_queue=4)
     state = fleet.containers["a"]
-    state.state = UP
+    fleet.probe_passed(state, version="0.32.15", loaded={}, tags=[])
     return fleet, state, {m.tag.split(":")[0]: m for m in catalog.models.values()}
 
 
 def loaded(state: ContainerState, model: Model, expires_in: float | None) -> None:
     expires_at = None if expires_in is None else time.time() + expires_in
-    state.loaded[model.key] = LoadedModel(name=model.tag, key=model.key, expires_at=expires_at)
+    state.loaded[model.key] = LoadedModel(name=model.tag, key=model.key, expires_at=expires_at)  # as /api/ps said
 
 
 async def test_missing_and_expiring_models_are_pinged_others_left_alone() -> None:
@@ -55,23 +58,24 @@ async def test_missing_and_expiring_models_are_pinged_others_left_alone() -> Non
     keepwarm = RecordingKeepWarm(fleet)
     loaded(state, models["llama3.2"], 10)  # expires within the 30s margin
     loaded(state, models["qwen2.5"], 5)  # kept forever by the catalog: a stale expiry is not acted on
-    keepwarm.after_probe(state)  # nomic-embed-text is missing
+    await keepwarm.after_probe(state)  # nomic-embed-text is missing
     await asyncio.sleep(0)
     assert sorted(keepwarm.pinged) == sorted([models["llama3.2"].tag, models["nomic-embed-text"].tag])
 
     keepwarm.pinged.clear()
     loaded(state, models["llama3.2"], 3600)
     loaded(state, models["nomic-embed-text"], 3600)
-    keepwarm.after_probe(state)
+    await keepwarm.after_probe(state)
     await asyncio.sleep(0)
     assert keepwarm.pinged == []
 
 
 async def test_a_down_container_is_not_pinged() -> None:
     fleet, state, _ = setup()
-    state.state = DOWN
+    fleet.probe_failed(state, "refused")
+    assert state.phase is Phase.DOWN
     keepwarm = RecordingKeepWarm(fleet)
-    keepwarm.after_probe(state)
+    await keepwarm.after_probe(state)
     await asyncio.sleep(0)
     assert keepwarm.pinged == []
 

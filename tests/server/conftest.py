@@ -13,5 +13,7 @@ from tests.server.support import CATALOG, OLDEST_VERSION
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def fleet() -> AsyncIterator[RouterFleet]:
     # The embedder runs an older Ollama: /api/version must report the fleet's lowest.
-    async with router_fleet(CATALOG, per_container={"e": {"version": OLDEST_VERSION}}) as running:
+    # These tests inject upstream failures one after another on a shared router: a high
+    # failure threshold keeps outlier ejection (tests/fleet/test_ejection.py) out of their way.
+    async with router_fleet(CATALOG, per_container={"e": {"version": OLDEST_VERSION}}, settings={"failure_threshold": 1000}) as running:
         yield running
