@@ -13,11 +13,18 @@ Its response duck-types the parts of `aiohttp.ClientResponse` the proxy uses
 `release()`, `close()`), and its failures are aiohttp's exception types, so the
 proxy's retry and stream-failure handling read the same either way. Health
 probes, keep-warm and the merged listings keep using aiohttp.
+
+One answer per request, never another's: informational answers (1xx) are
+skipped, a 101 fails the attempt, and a connection that receives a byte it
+did not ask for (idle in the pool, or after its answer ended) is closed. What
+no HTTP/1.1 client can tell apart remains: bytes sent after the next request
+went out on the connection read as that request's answer.
 """
 
 from __future__ import annotations
 
 import asyncio
+import select
 import ssl
 import time
 from collections.abc import AsyncIterator
@@ -31,6 +38,13 @@ HIGH_WATER = 256 * 1024  # buffered body bytes at which reading from the contain
 MAX_IDLE = 256  # idle keep-alive connections kept per container
 BIG_BODY = 64 * 1024  # request bodies above this are written without being copied into the head
 IDLE_TIMEOUT = 60.0  # seconds an idle connection is kept (aiohttp's keepalive_timeout in the session)
+# An answer's head, 1xx answers before it included. Ollama's heads are a few
+# hundred bytes in under ten headers. The caps are those of common servers:
+# Apache's LimitRequestFields (100 fields) and 4x Node's 16 KiB header limit
+# (64 KiB; nginx by default allows only 4-8 KiB of upstream header). aiohttp's
+# own client allows 32,768 fields, which is what let 30 MB of headers through.
+MAX_HEADERS = 100
+MAX_HEAD_BYTES = 64 * 1024
 
 
 class ConnectFailed(aiohttp.ClientConnectionError):
@@ -39,6 +53,11 @@ class ConnectFailed(aiohttp.ClientConnectionError):
     def __init__(self, os_error: OSError | TimeoutError) -> None:
         super().__init__(str(os_error))
         self.os_error = os_error
+
+
+class InvalidAnswer(aiohttp.ClientPayloadError):
+    """The container's answer breaks HTTP or the limits above: the attempt fails
+    like any bad upstream answer, and its connection is closed."""
 
 
 class UpstreamResponse:
@@ -139,15 +158,28 @@ class UpstreamConnection(asyncio.Protocol):
         self._waiter: asyncio.Future[UpstreamResponse] | None = None
         self._headers: list[tuple[str, str]] = []
         self._paused = False
+        # From writing a request until its final answer's head is complete;
+        # outside it, a new message is one nobody asked for.
+        self._awaiting_answer = False
+        self._head_read = 0  # bytes read while awaiting the answer
+        self._header_bytes = 0  # names and values of the answer's headers, 1xx included
+        self._poller: select.poll | None = None
 
     async def request(self, data: bytes | list[bytes], deadline: float | None) -> UpstreamResponse:
         """Send a whole request; the answer once its headers arrived, or TimeoutError
         at `deadline` (loop time). A timer handle, not `asyncio.timeout`: this runs
-        on every request and the handle is a fraction of the cost."""
+        on every request and the handle is a fraction of the cost.
+
+        ServerDisconnectedError only when the connection ended before any byte
+        of the answer arrived: the one case a stale keep-alive connection can
+        be told from a container that failed on the request."""
         if self.closed or self.transport is None:
             raise aiohttp.ServerDisconnectedError()
         self.response = None
-        waiter = self._waiter = self.loop.create_future()
+        self._awaiting_answer = True
+        self._head_read = self._header_bytes = 0
+        waiter: asyncio.Future[UpstreamResponse] = self.loop.create_future()
+        self._waiter = waiter
         timer = self.loop.call_at(deadline, self._expire) if deadline is not None else None
         if isinstance(data, list):
             self.transport.writelines(data)
@@ -156,7 +188,7 @@ class UpstreamConnection(asyncio.Protocol):
         try:
             return await waiter
         except BaseException:
-            self.close()  # timed out or cancelled mid-request: the connection is in an unknown state
+            self.close()  # timed out, cancelled or a bad answer mid-request: the connection is in an unknown state
             raise
         finally:
             self._waiter = None
@@ -178,6 +210,17 @@ class UpstreamConnection(asyncio.Protocol):
             self._paused = False
             self.transport.resume_reading()
 
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    def has_unread_bytes(self) -> bool:
+        """Whether the kernel holds bytes (or the end of the connection) that the
+        event loop has not read yet: on an idle connection, nothing it asked for.
+        One poll(2) with no wait, as urllib3 checks a pooled connection before reuse."""
+        poller = self._poller
+        return poller is not None and bool(poller.poll(0))
+
     def close(self) -> None:
         if not self.closed:
             self.closed = True
@@ -189,22 +232,55 @@ class UpstreamConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            self._poller = select.poll()
+            self._poller.register(sock.fileno(), select.POLLIN)
 
     def data_received(self, data: bytes) -> None:
+        if self._awaiting_answer:
+            self._head_received(data)
+            return
+        # The body, the hot path: nothing is counted here. Bytes after the
+        # answer's end, or on an idle connection, start a message that
+        # on_message_begin refuses.
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
-            self._broken(aiohttp.ClientPayloadError(f"invalid HTTP from the container: {exc}"))
-            self.close()
+            self._parse_failed(exc)
+
+    def _head_received(self, data: bytes) -> None:
+        self._head_read += len(data)
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._parse_failed(exc)
+            return
+        if self._awaiting_answer and self._head_read > MAX_HEAD_BYTES:  # every byte so far was head
+            self._fail(InvalidAnswer(f"the container's answer head exceeds {MAX_HEAD_BYTES} bytes"))
+
+    def _parse_failed(self, exc: httptools.HttpParserError) -> None:
+        cause = exc.__context__  # what a callback raised, when one did
+        self._fail(cause if isinstance(cause, InvalidAnswer) else InvalidAnswer(f"invalid HTTP from the container: {exc}"))
+
+    def _fail(self, exc: Exception) -> None:
+        self._broken(exc)
+        self.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         response = self.response
-        if response is not None and not response.complete and _delimited_by_close(response):
-            response.keep_alive = False
-            response._finish()
-        self._broken(aiohttp.ServerDisconnectedError() if self.response is None else
-                     aiohttp.ClientPayloadError("the container closed the connection mid-answer"))
+        if response is None:
+            failure: Exception = (
+                aiohttp.ServerDisconnectedError() if self._head_read == 0
+                else aiohttp.ClientPayloadError("the container closed the connection mid-answer")
+            )
+        else:
+            failure = aiohttp.ClientPayloadError("the container closed the connection mid-answer")
+            if not response.complete and _delimited_by_close(response):
+                response.keep_alive = False
+                response._finish()
+        self._broken(failure)
         self.pool.forget(self)
 
     def _broken(self, exc: Exception) -> None:
@@ -214,19 +290,29 @@ class UpstreamConnection(asyncio.Protocol):
         elif self.response is not None:
             self.response._fail(exc)
 
-    # httptools callbacks ---------------------------------------------------------
+    # httptools callbacks (what they raise, feed_data raises as the context of an HttpParserError)
 
     def on_message_begin(self) -> None:
+        if not self._awaiting_answer:
+            raise InvalidAnswer("the container sent an answer nobody asked for")
         self._headers = []
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name.decode("latin-1"), value.decode("latin-1")))
+        headers = self._headers
+        self._header_bytes += len(name) + len(value)
+        if len(headers) >= MAX_HEADERS or self._header_bytes > MAX_HEAD_BYTES:
+            raise InvalidAnswer(f"the container's answer has over {MAX_HEADERS} headers or {MAX_HEAD_BYTES} bytes of them")
+        headers.append((name.decode("latin-1"), value.decode("latin-1")))
 
     def on_headers_complete(self) -> None:
         parser = self.parser
-        response = self.response = UpstreamResponse(
-            self, parser.get_status_code(), CIMultiDict(self._headers), parser.should_keep_alive()
-        )
+        status = parser.get_status_code()
+        if status < 200:
+            if status == 101:
+                raise InvalidAnswer("the container switched protocols (101) on a POST")
+            return  # informational (100 Continue, 103 Early Hints): the answer follows
+        self._awaiting_answer = False
+        response = self.response = UpstreamResponse(self, status, CIMultiDict(self._headers), parser.should_keep_alive())
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(response)
@@ -236,7 +322,7 @@ class UpstreamConnection(asyncio.Protocol):
             self.response._feed(body)
 
     def on_message_complete(self) -> None:
-        if self.response is not None:
+        if self.response is not None:  # None: an informational answer ended
             self.response._finish()
 
 
@@ -298,7 +384,7 @@ class UpstreamPool:
             conn = idle.pop()
             if conn.closed:
                 continue
-            if now - conn.idle_since > IDLE_TIMEOUT:
+            if now - conn.idle_since > IDLE_TIMEOUT or conn.has_unread_bytes():
                 conn.close()
                 continue
             return conn
@@ -317,9 +403,10 @@ class UpstreamPool:
         return conn
 
     def release(self, conn: UpstreamConnection, *, reusable: bool) -> None:
-        if reusable and not conn.closed and len(self._idle) < MAX_IDLE:
+        # A paused connection (an answer left unread past the high-water mark)
+        # has not read what followed its answer: never reused.
+        if reusable and not conn.closed and not conn.paused and len(self._idle) < MAX_IDLE:
             conn.response = None
-            conn.resume()  # an answer left unread past the high-water mark paused it
             conn.idle_since = time.monotonic()
             self._idle.append(conn)
         else:
@@ -334,4 +421,4 @@ class UpstreamPool:
         self._idle.clear()
 
 
-__all__ = ["ConnectFailed", "UpstreamPool", "UpstreamResponse"]
+__all__ = ["ConnectFailed", "InvalidAnswer", "UpstreamPool", "UpstreamResponse"]
