@@ -46,6 +46,26 @@ IDLE_TIMEOUT = 60.0  # seconds an idle connection is kept (aiohttp's keepalive_t
 MAX_HEADERS = 100
 MAX_HEAD_BYTES = 64 * 1024
 
+# Never passed from a container's answer to the client: hop-by-hop (RFC 9110
+# 7.6.1), plus what the router's own response sets itself.
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "trailers",
+        "transfer-encoding",
+        "upgrade",
+        "content-length",
+        "date",
+        "server",
+    }
+)
+
 
 class ConnectFailed(aiohttp.ClientConnectionError):
     """Cannot open a connection to the container (refused, unreachable, timed out)."""
@@ -326,6 +346,16 @@ class UpstreamConnection(asyncio.Protocol):
             self.response._finish()
 
 
+def end_to_end_headers(headers: CIMultiDict[str]) -> list[tuple[str, str]]:
+    """The headers of a container's answer that reach the client: neither
+    hop-by-hop nor named in its `Connection` header (RFC 9110 7.6.1)."""
+    dropped = HOP_BY_HOP
+    named = headers.getall("Connection", None)
+    if named:
+        dropped = dropped | {token.strip().lower() for value in named for token in value.split(",")}
+    return [(name, value) for name, value in headers.items() if name.lower() not in dropped]
+
+
 def _delimited_by_close(response: UpstreamResponse) -> bool:
     """An answer with neither Content-Length nor chunked encoding ends when the connection does."""
     return response.content_length is None and "chunked" not in response.headers.get("Transfer-Encoding", "").lower()
@@ -421,4 +451,4 @@ class UpstreamPool:
         self._idle.clear()
 
 
-__all__ = ["ConnectFailed", "InvalidAnswer", "UpstreamPool", "UpstreamResponse"]
+__all__ = ["HOP_BY_HOP", "ConnectFailed", "InvalidAnswer", "UpstreamPool", "UpstreamResponse", "end_to_end_headers"]
