@@ -223,27 +223,23 @@ class Proxy:
         pool = self._pools.get(state.name)
         if pool is None:
             pool = self._pools[state.name] = UpstreamPool(state.url, connect_timeout=self.connect_timeout)
-        for retry_stale in (True, False):
-            sent = time.perf_counter()
-            try:
-                upstream = await pool.post(path, body, record.request_id, self.ttft_timeout or None)
-                break
-            except TimeoutError:
-                self.fleet.report_failure(state, f"no first token within {self.ttft_timeout:g}s")
-                return Failure("ttft_timeout")
-            except aiohttp.ServerDisconnectedError:
-                if retry_stale:
-                    continue  # a pooled keep-alive connection the server had closed
-                self.fleet.report_failure(state, "server disconnected")
-                return Failure("disconnected")
-            except (aiohttp.ClientConnectorError, ConnectFailed) as exc:
-                self.fleet.report_failure(state, f"cannot connect: {exc.os_error}", fatal=True)
-                return Failure("connect")
-            except (aiohttp.ClientError, OSError) as exc:
-                self.fleet.report_failure(state, f"{type(exc).__name__}: {exc}")
-                return Failure("connection")
-            finally:
-                record.upstream_wait += time.perf_counter() - sent
+        sent = time.perf_counter()
+        try:  # the pool itself sends once more when a stale keep-alive connection was the cause
+            upstream = await pool.post(path, body, record.request_id, self.ttft_timeout or None)
+        except TimeoutError:
+            self.fleet.report_failure(state, f"no first token within {self.ttft_timeout:g}s")
+            return Failure("ttft_timeout")
+        except aiohttp.ServerDisconnectedError:
+            self.fleet.report_failure(state, "server disconnected")
+            return Failure("disconnected")
+        except (aiohttp.ClientConnectorError, ConnectFailed) as exc:
+            self.fleet.report_failure(state, f"cannot connect: {exc.os_error}", fatal=True)
+            return Failure("connect")
+        except (aiohttp.ClientError, OSError) as exc:
+            self.fleet.report_failure(state, f"{type(exc).__name__}: {exc}")
+            return Failure("connection")
+        finally:
+            record.upstream_wait += time.perf_counter() - sent
         try:
             if upstream.status in RETRYABLE:
                 return await self._failed_status(state, upstream)

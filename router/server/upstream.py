@@ -391,6 +391,10 @@ class UpstreamPool:
         """POST `body` (JSON) to `path`; the answer once its headers arrived.
 
         `timeout`: seconds to the answer's headers, connecting included (TimeoutError).
+        Sent twice only when a connection from the pool turns out closed before
+        any byte of its answer: the container had dropped it while idle. A fresh
+        connection's failure is never retried: the container may have crashed
+        on this very request, and a second copy could crash it again.
         """
         deadline = self.loop.time() + timeout if timeout else None
         head = b"".join((
@@ -399,12 +403,16 @@ class UpstreamPool:
         ))
         data = head + body if len(body) <= BIG_BODY else [head, body]  # one write; no copy of a big body
         conn = self._take_idle()
-        if conn is None:
-            if deadline is None:
+        if conn is not None:
+            try:
+                return await conn.request(data, deadline)
+            except aiohttp.ServerDisconnectedError:
+                pass  # stale keep-alive: once more, on a new connection
+        if deadline is None:
+            conn = await self._connect()
+        else:
+            async with asyncio.timeout_at(deadline):
                 conn = await self._connect()
-            else:
-                async with asyncio.timeout_at(deadline):
-                    conn = await self._connect()
         return await conn.request(data, deadline)
 
     def _take_idle(self) -> UpstreamConnection | None:
