@@ -39,10 +39,10 @@ MAX_IDLE = 256  # idle keep-alive connections kept per container
 BIG_BODY = 64 * 1024  # request bodies above this are written without being copied into the head
 IDLE_TIMEOUT = 60.0  # seconds an idle connection is kept (aiohttp's keepalive_timeout in the session)
 # An answer's head, 1xx answers before it included. Ollama's heads are a few
-# hundred bytes in under ten headers. The caps are those of common servers:
-# Apache's LimitRequestFields (100 fields) and 4x Node's 16 KiB header limit
-# (64 KiB; nginx by default allows only 4-8 KiB of upstream header). aiohttp's
-# own client allows 32,768 fields, which is what let 30 MB of headers through.
+# hundred bytes in under ten headers. For comparison: aiohttp's client takes
+# 128 headers of up to 8,190 bytes each, Apache 100 fields (LimitRequestField),
+# Node 16 KiB in all, nginx an upstream head of 4-8 KiB (proxy_buffer_size).
+# 100 headers and 64 KiB keep any real answer well inside and a hostile one small.
 MAX_HEADERS = 100
 MAX_HEAD_BYTES = 64 * 1024
 
