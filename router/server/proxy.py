@@ -36,28 +36,10 @@ from router.http.errors import FleetAtCapacity, TooManyRequests, Unavailable
 from router.http.record import Record
 from router.limits import ContainerGone, Limits, QueueFull, QueueTimeout
 from router.settings import RouterSettings
-from router.upstream.http1 import ConnectFailed, UpstreamResponse
+from router.upstream.http1 import ConnectFailed, UpstreamResponse, end_to_end_headers
 
 log = structlog.get_logger("router.proxy")
 
-# Never forwarded in either direction (RFC 9110 7.6.1), plus what aiohttp sets itself.
-HOP_BY_HOP = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "trailers",
-        "transfer-encoding",
-        "upgrade",
-        "content-length",
-        "date",
-        "server",
-    }
-)
 # Statuses after which a sibling may do better. 404: the container lacks the
 # model the catalog says it has (not pulled yet), which a sibling may have.
 RETRYABLE = frozenset({404, 429, 500, 502, 503, 504})
@@ -260,9 +242,7 @@ class Proxy:
         record = call.record
         response = PassThroughResponse(status=upstream.status)
         out_headers = response.headers
-        for name, value in upstream.headers.items():
-            if name.lower() not in HOP_BY_HOP:
-                out_headers.add(name, value)
+        out_headers.extend(end_to_end_headers(upstream.headers))
         out_headers["X-Request-Id"] = record.request_id
         out_headers["X-Router-Container"] = state.name
         out_headers["X-Router-Model"] = target.tag

@@ -13,11 +13,18 @@ Its response duck-types the parts of `aiohttp.ClientResponse` the proxy uses
 `release()`, `close()`), and its failures are aiohttp's exception types, so the
 proxy's retry and stream-failure handling read the same either way. Health
 probes, keep-warm and the merged listings keep using aiohttp.
+
+One answer per request, never another's: informational answers (1xx) are
+skipped, a 101 fails the attempt, and a connection that receives a byte it
+did not ask for (idle in the pool, or after its answer ended) is closed. What
+no HTTP/1.1 client can tell apart remains: bytes sent after the next request
+went out on the connection read as that request's answer.
 """
 
 from __future__ import annotations
 
 import asyncio
+import select
 import ssl
 import time
 from collections.abc import AsyncIterator
@@ -31,6 +38,33 @@ HIGH_WATER = 256 * 1024  # buffered body bytes at which reading from the contain
 MAX_IDLE = 256  # idle keep-alive connections kept per container
 BIG_BODY = 64 * 1024  # request bodies above this are written without being copied into the head
 IDLE_TIMEOUT = 60.0  # seconds an idle connection is kept (aiohttp's keepalive_timeout in the session)
+# An answer's head, 1xx answers before it included. Ollama's heads are a few
+# hundred bytes in under ten headers. For comparison: aiohttp's client takes
+# 128 headers of up to 8,190 bytes each, Apache 100 fields (LimitRequestField),
+# Node 16 KiB in all, nginx an upstream head of 4-8 KiB (proxy_buffer_size).
+# 100 headers and 64 KiB keep any real answer well inside and a hostile one small.
+MAX_HEADERS = 100
+MAX_HEAD_BYTES = 64 * 1024
+
+# Never passed from a container's answer to the client: hop-by-hop (RFC 9110
+# 7.6.1), plus what the router's own response sets itself.
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "trailers",
+        "transfer-encoding",
+        "upgrade",
+        "content-length",
+        "date",
+        "server",
+    }
+)
 
 
 class ConnectFailed(aiohttp.ClientConnectionError):
@@ -39,6 +73,11 @@ class ConnectFailed(aiohttp.ClientConnectionError):
     def __init__(self, os_error: OSError | TimeoutError) -> None:
         super().__init__(str(os_error))
         self.os_error = os_error
+
+
+class InvalidAnswer(aiohttp.ClientPayloadError):
+    """The container's answer breaks HTTP or the limits above: the attempt fails
+    like any bad upstream answer, and its connection is closed."""
 
 
 class UpstreamResponse:
@@ -139,15 +178,28 @@ class UpstreamConnection(asyncio.Protocol):
         self._waiter: asyncio.Future[UpstreamResponse] | None = None
         self._headers: list[tuple[str, str]] = []
         self._paused = False
+        # From writing a request until its final answer's head is complete;
+        # outside it, a new message is one nobody asked for.
+        self._awaiting_answer = False
+        self._head_read = 0  # bytes read while awaiting the answer
+        self._header_bytes = 0  # names and values of the answer's headers, 1xx included
+        self._poller: select.poll | None = None
 
     async def request(self, data: bytes | list[bytes], deadline: float | None) -> UpstreamResponse:
         """Send a whole request; the answer once its headers arrived, or TimeoutError
         at `deadline` (loop time). A timer handle, not `asyncio.timeout`: this runs
-        on every request and the handle is a fraction of the cost."""
+        on every request and the handle is a fraction of the cost.
+
+        ServerDisconnectedError only when the connection ended before any byte
+        of the answer arrived: the one case a stale keep-alive connection can
+        be told from a container that failed on the request."""
         if self.closed or self.transport is None:
             raise aiohttp.ServerDisconnectedError()
         self.response = None
-        waiter = self._waiter = self.loop.create_future()
+        self._awaiting_answer = True
+        self._head_read = self._header_bytes = 0
+        waiter: asyncio.Future[UpstreamResponse] = self.loop.create_future()
+        self._waiter = waiter
         timer = self.loop.call_at(deadline, self._expire) if deadline is not None else None
         if isinstance(data, list):
             self.transport.writelines(data)
@@ -156,7 +208,7 @@ class UpstreamConnection(asyncio.Protocol):
         try:
             return await waiter
         except BaseException:
-            self.close()  # timed out or cancelled mid-request: the connection is in an unknown state
+            self.close()  # timed out, cancelled or a bad answer mid-request: the connection is in an unknown state
             raise
         finally:
             self._waiter = None
@@ -178,6 +230,17 @@ class UpstreamConnection(asyncio.Protocol):
             self._paused = False
             self.transport.resume_reading()
 
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    def has_unread_bytes(self) -> bool:
+        """Whether the kernel holds bytes (or the end of the connection) that the
+        event loop has not read yet: on an idle connection, nothing it asked for.
+        One poll(2) with no wait, as urllib3 checks a pooled connection before reuse."""
+        poller = self._poller
+        return poller is not None and bool(poller.poll(0))
+
     def close(self) -> None:
         if not self.closed:
             self.closed = True
@@ -189,22 +252,55 @@ class UpstreamConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            self._poller = select.poll()
+            self._poller.register(sock.fileno(), select.POLLIN)
 
     def data_received(self, data: bytes) -> None:
+        if self._awaiting_answer:
+            self._head_received(data)
+            return
+        # The body, the hot path: nothing is counted here. Bytes after the
+        # answer's end, or on an idle connection, start a message that
+        # on_message_begin refuses.
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
-            self._broken(aiohttp.ClientPayloadError(f"invalid HTTP from the container: {exc}"))
-            self.close()
+            self._parse_failed(exc)
+
+    def _head_received(self, data: bytes) -> None:
+        self._head_read += len(data)
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._parse_failed(exc)
+            return
+        if self._awaiting_answer and self._head_read > MAX_HEAD_BYTES:  # every byte so far was head
+            self._fail(InvalidAnswer(f"the container's answer head exceeds {MAX_HEAD_BYTES} bytes"))
+
+    def _parse_failed(self, exc: httptools.HttpParserError) -> None:
+        cause = exc.__context__  # what a callback raised, when one did
+        self._fail(cause if isinstance(cause, InvalidAnswer) else InvalidAnswer(f"invalid HTTP from the container: {exc}"))
+
+    def _fail(self, exc: Exception) -> None:
+        self._broken(exc)
+        self.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         response = self.response
-        if response is not None and not response.complete and _delimited_by_close(response):
-            response.keep_alive = False
-            response._finish()
-        self._broken(aiohttp.ServerDisconnectedError() if self.response is None else
-                     aiohttp.ClientPayloadError("the container closed the connection mid-answer"))
+        if response is None:
+            failure: Exception = (
+                aiohttp.ServerDisconnectedError() if self._head_read == 0
+                else aiohttp.ClientPayloadError("the container closed the connection mid-answer")
+            )
+        else:
+            failure = aiohttp.ClientPayloadError("the container closed the connection mid-answer")
+            if not response.complete and _delimited_by_close(response):
+                response.keep_alive = False
+                response._finish()
+        self._broken(failure)
         self.pool.forget(self)
 
     def _broken(self, exc: Exception) -> None:
@@ -214,19 +310,29 @@ class UpstreamConnection(asyncio.Protocol):
         elif self.response is not None:
             self.response._fail(exc)
 
-    # httptools callbacks ---------------------------------------------------------
+    # httptools callbacks (what they raise, feed_data raises as the context of an HttpParserError)
 
     def on_message_begin(self) -> None:
+        if not self._awaiting_answer:
+            raise InvalidAnswer("the container sent an answer nobody asked for")
         self._headers = []
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name.decode("latin-1"), value.decode("latin-1")))
+        headers = self._headers
+        self._header_bytes += len(name) + len(value)
+        if len(headers) >= MAX_HEADERS or self._header_bytes > MAX_HEAD_BYTES:
+            raise InvalidAnswer(f"the container's answer has over {MAX_HEADERS} headers or {MAX_HEAD_BYTES} bytes of them")
+        headers.append((name.decode("latin-1"), value.decode("latin-1")))
 
     def on_headers_complete(self) -> None:
         parser = self.parser
-        response = self.response = UpstreamResponse(
-            self, parser.get_status_code(), CIMultiDict(self._headers), parser.should_keep_alive()
-        )
+        status = parser.get_status_code()
+        if status < 200:
+            if status == 101:
+                raise InvalidAnswer("the container switched protocols (101) on a POST")
+            return  # informational (100 Continue, 103 Early Hints): the answer follows
+        self._awaiting_answer = False
+        response = self.response = UpstreamResponse(self, status, CIMultiDict(self._headers), parser.should_keep_alive())
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(response)
@@ -236,8 +342,18 @@ class UpstreamConnection(asyncio.Protocol):
             self.response._feed(body)
 
     def on_message_complete(self) -> None:
-        if self.response is not None:
+        if self.response is not None:  # None: an informational answer ended
             self.response._finish()
+
+
+def end_to_end_headers(headers: CIMultiDict[str]) -> list[tuple[str, str]]:
+    """The headers of a container's answer that reach the client: neither
+    hop-by-hop nor named in its `Connection` header (RFC 9110 7.6.1)."""
+    dropped = HOP_BY_HOP
+    named = headers.getall("Connection", None)
+    if named:
+        dropped = dropped | {token.strip().lower() for value in named for token in value.split(",")}
+    return [(name, value) for name, value in headers.items() if name.lower() not in dropped]
 
 
 def _delimited_by_close(response: UpstreamResponse) -> bool:
@@ -275,6 +391,10 @@ class UpstreamPool:
         """POST `body` (JSON) to `path`; the answer once its headers arrived.
 
         `timeout`: seconds to the answer's headers, connecting included (TimeoutError).
+        Sent twice only when a connection from the pool turns out closed before
+        any byte of its answer: the container had dropped it while idle. A fresh
+        connection's failure is never retried: the container may have crashed
+        on this very request, and a second copy could crash it again.
         """
         deadline = self.loop.time() + timeout if timeout else None
         head = b"".join((
@@ -283,12 +403,16 @@ class UpstreamPool:
         ))
         data = head + body if len(body) <= BIG_BODY else [head, body]  # one write; no copy of a big body
         conn = self._take_idle()
-        if conn is None:
-            if deadline is None:
+        if conn is not None:
+            try:
+                return await conn.request(data, deadline)
+            except aiohttp.ServerDisconnectedError:
+                pass  # stale keep-alive: once more, on a new connection
+        if deadline is None:
+            conn = await self._connect()
+        else:
+            async with asyncio.timeout_at(deadline):
                 conn = await self._connect()
-            else:
-                async with asyncio.timeout_at(deadline):
-                    conn = await self._connect()
         return await conn.request(data, deadline)
 
     def _take_idle(self) -> UpstreamConnection | None:
@@ -298,7 +422,7 @@ class UpstreamPool:
             conn = idle.pop()
             if conn.closed:
                 continue
-            if now - conn.idle_since > IDLE_TIMEOUT:
+            if now - conn.idle_since > IDLE_TIMEOUT or conn.has_unread_bytes():
                 conn.close()
                 continue
             return conn
@@ -317,9 +441,10 @@ class UpstreamPool:
         return conn
 
     def release(self, conn: UpstreamConnection, *, reusable: bool) -> None:
-        if reusable and not conn.closed and len(self._idle) < MAX_IDLE:
+        # A paused connection (an answer left unread past the high-water mark)
+        # has not read what followed its answer: never reused.
+        if reusable and not conn.closed and not conn.paused and len(self._idle) < MAX_IDLE:
             conn.response = None
-            conn.resume()  # an answer left unread past the high-water mark paused it
             conn.idle_since = time.monotonic()
             self._idle.append(conn)
         else:
@@ -334,4 +459,4 @@ class UpstreamPool:
         self._idle.clear()
 
 
-__all__ = ["ConnectFailed", "UpstreamPool", "UpstreamResponse"]
+__all__ = ["HOP_BY_HOP", "ConnectFailed", "InvalidAnswer", "UpstreamPool", "UpstreamResponse", "end_to_end_headers"]

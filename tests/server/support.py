@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import textwrap
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +15,10 @@ import ollama
 import openai
 import orjson
 
+from router.catalog import parse_catalog
+from router.server.app import create_app
+from router.server.runner import start_app
+from router.settings import RouterSettings
 from tests.harness import RouterFleet
 
 # Two containers for llama (a is the primary), one each for qwen and the embedder.
@@ -122,3 +128,23 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 5.0)
         if time.perf_counter() > deadline:
             return False
         await asyncio.sleep(0.02)
+
+
+@contextlib.asynccontextmanager
+async def router_before(upstream_url: str) -> AsyncIterator[str]:
+    """The router (keep-warm off) in front of one stand-in container at `upstream_url`
+    serving model `m:1b`; yields the router's URL."""
+    yaml = f"""
+    version: 1
+    containers:
+      x: {{url: "{upstream_url}"}}
+    models:
+      m:1b: {{containers: [x]}}
+    """
+    catalog = parse_catalog(textwrap.dedent(yaml), "standin.yaml").catalog
+    settings = RouterSettings.load(catalog.router, port=0, keep_warm=False)
+    router = await start_app(create_app(catalog, settings), "127.0.0.1", 0)
+    try:
+        yield router.url
+    finally:
+        await router.close()

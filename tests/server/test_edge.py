@@ -4,9 +4,7 @@ upstream."""
 
 from __future__ import annotations
 
-import contextlib
-import textwrap
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,12 +13,9 @@ import pytest
 from aiohttp import web
 from multidict import CIMultiDictProxy
 
-from router.catalog import parse_catalog
-from router.server.app import create_app
 from router.server.runner import start_app
-from router.settings import RouterSettings
 from tests.harness import RouterFleet
-from tests.server.support import MESSAGES, Reply, http
+from tests.server.support import MESSAGES, Reply, http, router_before
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -118,24 +113,6 @@ class StandIn:
         await response.write(b'{"model":"m","message":{"role":"assistant","content":"hi"},"done":false}\n')
         await response.write(b'{"model":"m","message":{"role":"assistant","content":""},"done":true}\n')
         return response
-
-
-@contextlib.asynccontextmanager
-async def router_before(upstream_url: str) -> AsyncIterator[str]:
-    yaml = f"""
-    version: 1
-    containers:
-      x: {{url: "{upstream_url}"}}
-    models:
-      m:1b: {{containers: [x]}}
-    """
-    catalog = parse_catalog(textwrap.dedent(yaml), "standin.yaml").catalog
-    settings = RouterSettings.load(catalog.router, port=0, keep_warm=False)
-    router = await start_app(create_app(catalog, settings), "127.0.0.1", 0)
-    try:
-        yield router.url
-    finally:
-        await router.close()
 
 
 async def test_hop_by_hop_headers_are_dropped_both_ways_and_upstream_host_is_local(fleet: RouterFleet) -> None:
