@@ -1,9 +1,10 @@
 """Limits held in this process: the default, and the fallback of a shared store.
 
 Container slots queue fairly across API keys: when a slot frees, it goes to
-the waiter whose key holds the fewest slots right now (FIFO among equals),
-so one key's burst cannot starve the others (a key that waits is served
-before a key that already holds slots).
+the waiter whose key has the fewest requests in flight right now (running or
+waiting, anywhere in the fleet; FIFO among equals), so one key's burst cannot
+starve the others: a key that sends one request is served before a key whose
+tenth is waiting.
 """
 
 from __future__ import annotations
@@ -50,15 +51,15 @@ class _Waiter:
 
 
 class LocalContainerSlots:
-    __slots__ = ("_held_by", "_in_flight", "_seq", "_waiters", "limit", "max_queue", "name")
+    __slots__ = ("_in_flight", "_outstanding", "_seq", "_waiters", "limit", "max_queue", "name")
 
-    def __init__(self, name: str, limit: int, max_queue: int, held_by: dict[str, int], seq: itertools.count[int]) -> None:
+    def __init__(self, name: str, limit: int, max_queue: int, outstanding: dict[str, int], seq: itertools.count[int]) -> None:
         self.name = name
         self.limit = limit
         self.max_queue = max_queue
         self._in_flight = 0
         self._waiters: list[_Waiter] = []
-        self._held_by = held_by  # slots held per key, over every container: the fairness measure
+        self._outstanding = outstanding  # requests in flight per key, fleet-wide: the fairness measure
         self._seq = seq
 
     @property
@@ -73,13 +74,9 @@ class LocalContainerSlots:
     def queue_open(self) -> bool:
         return len(self._waiters) < self.max_queue
 
-    def _hold(self, caller: str) -> None:
-        self._held_by[caller] = self._held_by.get(caller, 0) + 1
-
     async def try_acquire(self, caller: str) -> bool:
         if self._in_flight < self.limit and not self._waiters:
             self._in_flight += 1
-            self._hold(caller)
             return True
         return False
 
@@ -106,23 +103,17 @@ class LocalContainerSlots:
             self._waiters.remove(waiter)
 
     def release(self, caller: str) -> None:
-        held = self._held_by.get(caller, 0) - 1
-        if held > 0:
-            self._held_by[caller] = held
-        else:
-            self._held_by.pop(caller, None)
         waiter = self._fairest()
         if waiter is None:
             self._in_flight -= 1
             return
-        self._hold(waiter.caller)
         waiter.future.set_result(None)  # the slot passes to the waiter: in_flight unchanged
 
     def _fairest(self) -> _Waiter | None:
         waiters = self._waiters
         while waiters:
-            held = self._held_by
-            best = min(waiters, key=lambda w: (held.get(w.caller, 0), w.seq)) if len(waiters) > 1 else waiters[0]
+            outstanding = self._outstanding
+            best = min(waiters, key=lambda w: (outstanding.get(w.caller, 0), w.seq)) if len(waiters) > 1 else waiters[0]
             waiters.remove(best)
             if not best.future.done():
                 return best
@@ -144,19 +135,17 @@ class LocalContainerSlots:
             if waiter is None:
                 break
             self._in_flight += 1
-            self._hold(waiter.caller)
             waiter.future.set_result(None)
 
 
 class LocalLimits:
     def __init__(self) -> None:
-        self._held_by: dict[str, int] = {}
         self._seq = itertools.count()
         self._in_flight_by_key: dict[str, int] = {}
         self._buckets: dict[str, TokenBucket] = {}
 
     def container_slots(self, name: str, limit: int, max_queue: int) -> LocalContainerSlots:
-        return LocalContainerSlots(name, limit, max_queue, self._held_by, self._seq)
+        return LocalContainerSlots(name, limit, max_queue, self._in_flight_by_key, self._seq)
 
     async def acquire_key(self, key: str, max_concurrent: int | None) -> bool:
         current = self._in_flight_by_key.get(key, 0)

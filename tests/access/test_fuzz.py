@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 import threading
 from collections.abc import Iterator
@@ -100,12 +101,38 @@ payloads = st.fixed_dictionaries(
         for name in ("messages", "prompt", "input", "stream", "options", "format", "keep_alive", "name", "max_tokens", "tools")
     },
 )
+# Go reads JSON keys case-insensitively: every spelling of "model" (and "name") but the exact one
+case_variants = st.sampled_from(["model", "name"]).flatmap(
+    lambda field: st.lists(st.booleans(), min_size=len(field), max_size=len(field)).map(
+        lambda upper: "".join(c.upper() if u else c for c, u in zip(field, upper, strict=True))
+    ).filter(lambda variant: variant not in ("model", "name"))
+)
+model_names = st.sampled_from([LLAMA, QWEN, "gpt-4o-mini", "nope"]) | st.text(min_size=500, max_size=3000)  # long ones too
+
+
+@st.composite
+def two_names(draw: st.DrawFn) -> tuple[bytes, str, bool]:
+    """A body that names its model twice (a case variant of the field, or the field repeated),
+    the second field's spelling, and whether the two names are the same."""
+    first, second = draw(model_names), draw(model_names)
+    field = draw(case_variants) if draw(st.booleans()) else "model"
+    pairs = [("model", first), (field, second)]
+    if draw(st.booleans()):
+        pairs.reverse()
+    text = "{" + ",".join(f"{orjson.dumps(k).decode()}:{orjson.dumps(v).decode()}" for k, v in pairs) + ',"messages":[],"prompt":"x"}'
+    return text.encode(), field, first == second
+
+
+smuggled = two_names().map(lambda pair: pair[0])
+
+
 bodies = st.booleans().flatmap(
     lambda payload: payloads.map(orjson.dumps) if payload else st.one_of(
         st.none(),
         st.binary(max_size=600),
         json_values.map(orjson.dumps),
         st.just(b"x" * 10000),  # over max_body_bytes
+        smuggled,
     )
 )
 
@@ -175,8 +202,27 @@ def test_malformed_requests_never_get_a_5xx_or_a_traceback(target: Target, caplo
     assert all(key not in caplog.text for key in target.keys.values())
 
 
+def test_a_body_naming_two_models_is_never_forwarded(target: Target) -> None:
+    examples = int(os.environ.get("FUZZ_EXAMPLES", "400")) // 2
+
+    @settings(max_examples=examples, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    @given(path=st.sampled_from([p for p in MODEL_ENDPOINTS if not p.startswith("/v1/models")]), case=two_names())
+    def fuzz(path: str, case: tuple[bytes, str, bool]) -> None:
+        body, field, same = case
+        # Ollama could read another model than the router: a variant of "model" anywhere; of
+        # "name" where the request has a name field (/api/show); "model" twice with two names
+        ambiguous = (field.lower() == "model" and field != "model") or (field.lower() == "name" and path == "/api/show") or (field == "model" and not same)
+        head = f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nAuthorization: Bearer {target.keys['user']}\r\nContent-Length: {len(body)}\r\n\r\n"
+        answer = exchange(target, head.encode() + body)
+        if ambiguous:
+            assert answer.split(b" ", 2)[1] in (b"400", b"413"), answer[:500]
+            assert b"x-router-container" not in answer.lower()
+
+    fuzz()
+
+
 def run_fuzz(target: Target) -> None:
-    @settings(max_examples=int(__import__("os").environ.get("FUZZ_EXAMPLES", "400")), deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    @settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", "400")), deadline=None, suppress_health_check=list(HealthCheck), database=None)
     @given(request=requests(target.keys))
     def fuzz(request: bytes) -> None:
         check(exchange(target, request))

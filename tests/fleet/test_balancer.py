@@ -176,16 +176,20 @@ async def test_full_fleet_queues_and_release_hands_the_slot_over() -> None:
     assert queued(fleet) == 0
 
 
-async def test_a_freed_slot_goes_to_the_waiting_key_that_holds_the_fewest() -> None:
+async def test_a_freed_slot_goes_to_the_waiting_key_with_the_fewest_requests() -> None:
     fleet, catalog = make_fleet(max_queue=8)
     model = model_of(catalog)
     state = fleet.containers["a"]
+    for _ in range(5):
+        assert await fleet.limits.acquire_key("greedy", None)  # as the proxy counts each request
+    assert await fleet.limits.acquire_key("polite", None)
     await take(state, 2, "greedy")  # one key holds the whole container
     greedy_waiting = [asyncio.create_task(state.slots.wait("greedy", 5)) for _ in range(3)]
     await asyncio.sleep(0)
     polite = asyncio.create_task(state.slots.wait("polite", 5))  # arrives last, holds nothing
     await asyncio.sleep(0)
     state.slots.release("greedy")
+    fleet.limits.release_key("greedy")
     await asyncio.sleep(0)
     assert polite.done() and not any(t.done() for t in greedy_waiting)
     state.slots.release("greedy")
