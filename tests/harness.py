@@ -24,6 +24,7 @@ from typing import Any
 import aiohttp
 
 from router.catalog import Catalog, parse_catalog
+from router.emulator.harness import config_argv
 from router.emulator.server import EmulatorConfig, RunningEmulator, run_emulator
 from router.server.app import create_app
 from router.server.context import SERVICES, Services
@@ -131,23 +132,6 @@ async def _wait_listening(url: str, timeout: float = 15.0) -> None:
             await asyncio.sleep(0.05)
 
 
-def _emulator_args(config: EmulatorConfig) -> list[str]:
-    args = ["--host", config.host, "--port", str(config.port)]
-    for model in config.models:
-        args += ["--model", model]
-    for model in config.embedding_models:
-        args += ["--embedding-model", model]
-    args += [
-        "--load-time", str(config.load_time),
-        "--tokens-per-second", str(config.tokens_per_second),
-        "--num-parallel", str(config.num_parallel),
-        "--max-queue", str(config.max_queue),
-        "--max-loaded-models", str(config.max_loaded_models),
-        "--keep-alive", str(config.keep_alive),
-    ]
-    return args
-
-
 @dataclass
 class RouterFleet:
     router: RunningApp
@@ -226,7 +210,7 @@ async def router_fleet(
             config = EmulatorConfig(**fields)
             if name in subprocess_containers:
                 config.port = config.port or free_port()
-                args = _emulator_args(config)
+                args = config_argv(config)
                 backend = Backend(name, f"http://127.0.0.1:{config.port}", config.port, process=_spawn(args), args=args)
                 await _wait_listening(backend.url)
             else:

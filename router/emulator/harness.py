@@ -30,6 +30,7 @@ from typing import Any
 
 from router.emulator.config import EmulatorConfig
 from router.emulator.state import Emulator
+from router.emulator.throughput import format_curve
 
 
 def _http(method: str, url: str, body: object = None, timeout: float = 10.0) -> Any:
@@ -48,7 +49,11 @@ def config_argv(config: EmulatorConfig) -> list[str]:
         "--max-loaded-models", str(config.max_loaded_models), "--keep-alive", str(config.keep_alive),
         "--version", config.version, "--response-tokens", str(config.response_tokens),
         "--context-length", str(config.context_length), "--pull-time", str(config.pull_time),
+        "--decode-scaling", format_curve(config.decode_scaling),
+        "--slot-prompt-similarity", str(config.slot_prompt_similarity),
     ]
+    if config.prompt_tokens_per_second is not None:
+        argv += ["--prompt-tokens-per-second", str(config.prompt_tokens_per_second)]
     for name in config.models:
         argv += ["--model", name]
     for name in config.embedding_models:
