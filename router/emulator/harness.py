@@ -85,14 +85,17 @@ class EmulatorHandle:
     # -- control surface ------------------------------------------------------------
 
     def stats(self) -> dict[str, Any]:
-        return _http("GET", self.url + "/_emulator/stats")
+        stats: dict[str, Any] = _http("GET", self.url + "/_emulator/stats")
+        return stats
 
     def add_fault(self, kind: str, **fields: Any) -> dict[str, Any]:
         """Arm a fault: kind in error|busy|hang|cut|slow|load_fail; fields as in faults.py."""
-        return _http("POST", self.url + "/_emulator/faults", {"kind": kind, **fields})
+        fault: dict[str, Any] = _http("POST", self.url + "/_emulator/faults", {"kind": kind, **fields})
+        return fault
 
     def faults(self) -> list[dict[str, Any]]:
-        return _http("GET", self.url + "/_emulator/faults")["faults"]
+        faults: list[dict[str, Any]] = _http("GET", self.url + "/_emulator/faults")["faults"]
+        return faults
 
     def clear_faults(self) -> None:
         _http("DELETE", self.url + "/_emulator/faults")
