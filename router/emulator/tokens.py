@@ -1,7 +1,8 @@
 """The emulator's tokenizer and prompt rendering: what a slot's cache holds.
 
-Tokenization is deterministic and word-level: every run of word characters
-(`\\w+`) is one token and every other non-space character is one token of its
+Tokenization is deterministic and word-level: every run of up to 16 word
+characters (`\\w{1,16}`; longer words are split, as subword tokenizers split
+them) is one token and every other non-space character is one token of its
 own; whitespace separates tokens and is not one. A token's id is a CRC-32 of
 its text folded into the model vocabulary, so the same text always gives the
 same ids on every emulator, and two texts share a prefix of tokens exactly
@@ -11,9 +12,8 @@ The prompt of a request is its rendered conversation, like a chat template
 renders it: each message is `START role SEP content... END` (4 tokens around
 its content), in order with the system prompt first, then `START assistant
 SEP` opens the answer (3 tokens). A raw prompt is a begin-of-text token
-and its tokens. A
-conversation resent with one more turn therefore starts with the tokens of
-the previous request followed by the previous answer.
+and its tokens. A conversation resent with one more turn therefore starts
+with the tokens of the previous request followed by the previous answer.
 
 A token sequence is `bytes`: the ids packed as native unsigned 32-bit
 integers. That keeps a 30,000-token conversation one flat object that
@@ -30,7 +30,7 @@ from functools import lru_cache
 
 TokenSeq = bytes
 
-WORD_OR_MARK = re.compile(r"\w+|[^\w\s]")
+WORD_OR_MARK = re.compile(r"\w{1,16}|[^\w\s]")
 VOCABULARY_SIZE = 128256
 # The top of the vocabulary is kept for the template's markers, as real
 # tokenizers keep special tokens apart from text.
@@ -40,9 +40,11 @@ _ITEM = array("I").itemsize
 assert _ITEM == 4, "token ids are packed as 32-bit integers"
 # Blocks compared in one go while looking for where two sequences part.
 _BLOCK_BYTES = 1024 * _ITEM
+# Texts up to this long are remembered, so the memory the caches can take stays bounded.
+_CACHED_TEXT_CHARS = 16384
 
 
-@lru_cache(maxsize=1 << 16)
+@lru_cache(maxsize=1 << 16)  # pieces are at most 16 characters: bounded
 def _piece_id(piece: str) -> int:
     return zlib.crc32(piece.encode()) % _SPECIAL_BASE
 
@@ -51,10 +53,18 @@ def _pack(ids: Iterable[int]) -> TokenSeq:
     return array("I", ids).tobytes()
 
 
-@lru_cache(maxsize=4096)
+def _tokenize(text: str) -> TokenSeq:
+    return _pack(map(_piece_id, WORD_OR_MARK.findall(text)))
+
+
+_tokenize_cached = lru_cache(maxsize=1024)(_tokenize)
+
+
 def tokenize(text: str) -> TokenSeq:
     """The tokens of `text` (cached: a conversation resends the same messages)."""
-    return _pack(map(_piece_id, WORD_OR_MARK.findall(text)))
+    if len(text) > _CACHED_TEXT_CHARS:
+        return _tokenize(text)
+    return _tokenize_cached(text)
 
 
 def token_count(tokens: TokenSeq) -> int:
@@ -71,14 +81,18 @@ def token_ids(tokens: TokenSeq) -> list[int]:
     return ids.tolist()
 
 
-@lru_cache(maxsize=256)
 def _header(role: str) -> TokenSeq:
     """`START role SEP`: a role is one marker token whatever its text."""
-    return _pack((START, _piece_id("\x00role:" + role), SEP))
+    return _pack((START, zlib.crc32(role.encode()) % _SPECIAL_BASE, SEP))
+
+
+_HEADERS = {role: _header(role) for role in ("system", "user", "assistant", "tool")}
 
 
 def _role_header(role: object) -> TokenSeq:
-    return _header(role if isinstance(role, str) else "")
+    if not isinstance(role, str):
+        role = ""
+    return _HEADERS.get(role) or _header(role)
 
 
 _END = _pack((END,))
