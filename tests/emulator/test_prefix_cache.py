@@ -281,16 +281,16 @@ def test_prompt_rate_defaults_to_ten_times_the_token_rate(emulator):
 
 async def _stream_rates(url: str, prompts: list[str]) -> list[float]:
     """Tokens/s of each stream (eval_count / eval_duration), all sent at once."""
-    client = ollama.AsyncClient(host=url)
+    async with ollama.AsyncClient(host=url) as client:
 
-    async def one(prompt: str) -> float:
-        final = None
-        async for part in await client.generate(model=MODEL, prompt=prompt, stream=True):
-            final = part
-        assert final is not None and final.done
-        return final.eval_count / final.eval_duration * 1e9
+        async def one(prompt: str) -> float:
+            final = None
+            async for part in await client.generate(model=MODEL, prompt=prompt, stream=True):
+                final = part
+            assert final is not None and final.done
+            return final.eval_count / final.eval_duration * 1e9
 
-    return list(await asyncio.gather(*(one(p) for p in prompts)))
+        return list(await asyncio.gather(*(one(p) for p in prompts)))
 
 
 async def test_concurrent_decoders_lower_the_per_stream_rate(emulator):
