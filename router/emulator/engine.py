@@ -183,11 +183,6 @@ class Engine:
             await asyncio.sleep(wait)
         job.emitted += 1
 
-    def _stop_decoding(self, job: Job, runner: Runner) -> None:
-        if job.decoding:
-            job.decoding = False
-            runner.decoding -= 1
-
     def finish(self, job: Job, emitted: int | None = None) -> None:
         """Stop the clocks and give the slot and the runner back."""
         end = time.monotonic_ns()
@@ -208,7 +203,9 @@ class Engine:
         if runner is None:
             return
         job.runner = None
-        self._stop_decoding(job, runner)
+        if job.decoding:
+            job.decoding = False
+            runner.decoding -= 1
         if job.slot is not None:
             runner.prompt_cache.give_back(job.slot, self._slot_tokens(job))
             job.slot = None
