@@ -30,6 +30,7 @@ from typing import Any
 
 from router.emulator.config import EmulatorConfig
 from router.emulator.state import Emulator
+from router.emulator.throughput import format_curve
 
 
 def _http(method: str, url: str, body: object = None, timeout: float = 10.0) -> Any:
@@ -48,7 +49,11 @@ def config_argv(config: EmulatorConfig) -> list[str]:
         "--max-loaded-models", str(config.max_loaded_models), "--keep-alive", str(config.keep_alive),
         "--version", config.version, "--response-tokens", str(config.response_tokens),
         "--context-length", str(config.context_length), "--pull-time", str(config.pull_time),
+        "--decode-scaling", format_curve(config.decode_scaling),
+        "--slot-prompt-similarity", str(config.slot_prompt_similarity),
     ]
+    if config.prompt_tokens_per_second is not None:
+        argv += ["--prompt-tokens-per-second", str(config.prompt_tokens_per_second)]
     for name in config.models:
         argv += ["--model", name]
     for name in config.embedding_models:
@@ -80,14 +85,17 @@ class EmulatorHandle:
     # -- control surface ------------------------------------------------------------
 
     def stats(self) -> dict[str, Any]:
-        return _http("GET", self.url + "/_emulator/stats")
+        stats: dict[str, Any] = _http("GET", self.url + "/_emulator/stats")
+        return stats
 
     def add_fault(self, kind: str, **fields: Any) -> dict[str, Any]:
         """Arm a fault: kind in error|busy|hang|cut|slow|load_fail; fields as in faults.py."""
-        return _http("POST", self.url + "/_emulator/faults", {"kind": kind, **fields})
+        fault: dict[str, Any] = _http("POST", self.url + "/_emulator/faults", {"kind": kind, **fields})
+        return fault
 
     def faults(self) -> list[dict[str, Any]]:
-        return _http("GET", self.url + "/_emulator/faults")["faults"]
+        faults: list[dict[str, Any]] = _http("GET", self.url + "/_emulator/faults")["faults"]
+        return faults
 
     def clear_faults(self) -> None:
         _http("DELETE", self.url + "/_emulator/faults")

@@ -15,6 +15,28 @@ from typing import Any
 from router.catalog.names import InvalidModelName, parse_model_name
 from router.emulator.config import EmulatorConfig
 from router.emulator.envconfig import env, env_int, parse_ollama_host
+from router.emulator.throughput import DECODE_SCALING_SOURCE, DEFAULT_DECODE_SCALING, Curve, format_curve, parse_curve
+
+
+def _decode_scaling(text: str) -> Curve:
+    try:
+        return parse_curve(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _non_negative(text: str) -> float:
+    value = float(text)
+    if not value >= 0:  # NaN too
+        raise argparse.ArgumentTypeError(f"{text} is not >= 0")
+    return value
+
+
+def _share(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 1")
+    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,7 +49,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="installed embedding-only model, repeatable")
     add("--load-time", type=float, default=0.0, metavar="SECONDS", help="cold-load time (default 0)")
     add("--tokens-per-second", type=float, default=0.0, metavar="N",
-        help="generation speed; 0 = as fast as possible (default)")
+        help="generation speed of one stream; 0 = as fast as possible (default)")
+    add("--prompt-tokens-per-second", type=_non_negative, metavar="N",
+        help="prompt processing speed, for the prompt tokens not already in the request's slot "
+             "cache; 0 = no delay (default: 10 x --tokens-per-second)")
+    add("--decode-scaling", type=_decode_scaling, default=DEFAULT_DECODE_SCALING, metavar="CURVE",
+        help="aggregate decode speedup by number of a model's slots decoding at once, as "
+             "DECODERS:SPEEDUP,... (interpolated; past the last point each stream keeps its share); "
+             "'linear' = no slowdown (default: " + format_curve(DEFAULT_DECODE_SCALING)
+             + ", from " + DECODE_SCALING_SOURCE + ")")
+    add("--slot-prompt-similarity", type=_share, default=0.5, metavar="SHARE",
+        help="a request takes the free slot whose cache shares the longest prefix with its prompt "
+             "if that is more than SHARE of the prompt, else the least recently used free slot; "
+             "0 = always the least recently used (default 0.5, llama-server's former default)")
     add("--num-parallel", type=int, metavar="N", help="parallel requests per model (OLLAMA_NUM_PARALLEL, default 1)")
     add("--max-queue", type=int, metavar="N", help="scheduler queue depth before 503 (OLLAMA_MAX_QUEUE, default 512)")
     add("--max-loaded-models", type=int, metavar="N",
@@ -59,6 +93,9 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         embedding_models=list(args.embedding_models),
         load_time=args.load_time,
         tokens_per_second=args.tokens_per_second,
+        prompt_tokens_per_second=args.prompt_tokens_per_second,
+        decode_scaling=args.decode_scaling,
+        slot_prompt_similarity=args.slot_prompt_similarity,
         num_parallel=num_parallel if num_parallel > 0 else 1,
         max_queue=args.max_queue if args.max_queue is not None else env_int("OLLAMA_MAX_QUEUE", 512),
         max_loaded_models=max_loaded if max_loaded > 0 else 3,
@@ -122,7 +159,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     )
     add_arguments(parser)
     parser.set_defaults(func=run)
-    return parser
+    return parser  # type: ignore[no-any-return]
 
 
 def main(argv: list[str] | None = None) -> int:

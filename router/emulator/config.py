@@ -6,7 +6,10 @@ import math
 from dataclasses import dataclass, field
 
 from router.catalog.durations import parse_env_keep_alive, parse_keep_alive
+from router.emulator.throughput import DEFAULT_DECODE_SCALING, Curve
 
+# Prompt processing is this many times faster than generation unless set (typical on GPUs).
+PROMPT_SPEEDUP = 10.0
 # The OpenAI chat stream dialect changed in this release (docs/ollama-wire.md §10.1).
 CURRENT_STREAM_DIALECT_SINCE = (0, 32, 6)
 # /api/tags capabilities and details.context_length appeared here (13).
@@ -36,6 +39,10 @@ class EmulatorConfig:
     embedding_models: list[str] = field(default_factory=list)
     load_time: float = 0.0
     tokens_per_second: float = 0.0  # 0 = as fast as possible (no sleeps at all)
+    # prompt tokens evaluated per second; None = 10x tokens_per_second (GPUs prefill that much faster)
+    prompt_tokens_per_second: float | None = None
+    decode_scaling: Curve = DEFAULT_DECODE_SCALING  # aggregate decode speedup by concurrent decoders
+    slot_prompt_similarity: float = 0.5  # share of a prompt a slot's cache must hold to be preferred
     num_parallel: int = 1
     max_queue: int = 512
     max_loaded_models: int = 3
@@ -71,6 +78,13 @@ class EmulatorConfig:
     @property
     def slots_per_model(self) -> int:
         return max(1, self.num_parallel)
+
+    @property
+    def prompt_rate(self) -> float:
+        """Prompt tokens per second; 0 = no prompt-processing delay."""
+        if self.prompt_tokens_per_second is None:
+            return self.tokens_per_second * PROMPT_SPEEDUP
+        return self.prompt_tokens_per_second
 
 
 FOREVER_SECONDS = 292 * 365.25 * 86400  # Go's maximum time.Duration, as /api/ps shows it

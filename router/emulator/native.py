@@ -14,8 +14,9 @@ from router.emulator.errors import ApiError
 from router.emulator.responses import native_json, ndjson_line
 from router.emulator.state import Emulator
 from router.emulator.streaming import Framing, stream_job
-from router.emulator.text import context_ids, count_tokens, prompt_token_count, raw_vector, unit_vector
+from router.emulator.text import context_ids, count_tokens, raw_vector, unit_vector
 from router.emulator.times import created_at
+from router.emulator.tokens import render_chat, render_prompt, token_count
 from router.emulator.tools import plan_tool_calls
 from router.emulator.validation import (
     chat_model,
@@ -59,10 +60,14 @@ def assistant_message(content: str, thinking: str, tool_calls: list[dict[str, An
     return message
 
 
-def chat_prompt(messages: list[Any]) -> tuple[str, int]:
-    """A seed key for the conversation and its prompt token count."""
-    parts: list[str] = []
-    contents: list[str] = []
+def conversation_key(turns: list[tuple[Any, str]]) -> str:
+    """The seed of a conversation's answer: its roles and contents in order."""
+    return "\x1e".join(f"{role}\x1f{content}" for role, content in turns)
+
+
+def chat_turns(messages: list[Any]) -> list[tuple[Any, str]]:
+    """(role, content) of each message, validated as Go decodes api.Message."""
+    turns: list[tuple[Any, str]] = []
     for message in messages:
         if not isinstance(message, dict):
             raise ApiError(400, f"json: cannot unmarshal {go_kind(message)} into Go value of type api.Message")
@@ -72,9 +77,14 @@ def chat_prompt(messages: list[Any]) -> tuple[str, int]:
                 400,
                 f"json: cannot unmarshal {go_kind(content)} into Go struct field Message.messages.content of type string",
             )
-        parts.append(f"{message.get('role', '')}\x1f{content}")
-        contents.append(content)
-    return "\x1e".join(parts), prompt_token_count(contents, messages=len(messages))
+        turns.append((message.get("role", ""), content))
+    return turns
+
+
+def chat_prompt(messages: list[Any]) -> tuple[str, int]:
+    """A seed key for the conversation and its prompt token count."""
+    turns = chat_turns(messages)
+    return conversation_key(turns), token_count(render_chat(turns))
 
 
 class NativeApi:
@@ -117,9 +127,10 @@ class NativeApi:
                 self.emulator, info, f"{system}\x1e{prompt}", options, num_predict(options),
                 think=thinks(info, body.get("think")), fmt=body.get("format"),
             )
+            rendered = render_prompt(prompt, system, raw=bool(body.get("raw")))
             job = Job(
-                info, keep_alive, prompt_token_count([system, prompt]), tokens, reason, fault,
-                options=options, thinking=thinking,
+                info, keep_alive, token_count(rendered), tokens, reason, fault,
+                options=options, thinking=thinking, prompt=rendered,
             )
             with_context = not body.get("raw")
             if not streaming:
@@ -158,7 +169,7 @@ class NativeApi:
         final["done"] = True
         final["done_reason"] = job.done_reason
         if with_context:
-            final["context"] = context_ids(prompt, job.tokens, job.metrics.prompt_eval_count)
+            final["context"] = context_ids(prompt, job.tokens, job.prompt_tokens)
         final.update(job.metrics.native())
         return final
 
@@ -180,15 +191,16 @@ class NativeApi:
             if not messages:
                 return await self._load_or_unload(model, info, keep_alive, body, fault, chat=True)
             options = check_options(body.get("options"))
-            prompt_key, prompt_tokens = chat_prompt(messages)
+            turns = chat_turns(messages)
             tool_calls = plan_tool_calls(body.get("tools"), messages)
             tokens, thinking, reason = plan_answer(
-                self.emulator, info, prompt_key, options, num_predict(options),
+                self.emulator, info, conversation_key(turns), options, num_predict(options),
                 think=thinks(info, body.get("think")), answer=tool_calls is None, fmt=body.get("format"),
             )
+            rendered = render_chat(turns)
             job = Job(
-                info, keep_alive, prompt_tokens, tokens, reason, fault,
-                options=options, thinking=thinking, tool_calls=tool_calls,
+                info, keep_alive, token_count(rendered), tokens, reason, fault,
+                options=options, thinking=thinking, tool_calls=tool_calls, prompt=rendered,
             )
             if not streaming:
                 await self.engine.complete(job)

@@ -18,11 +18,11 @@ from router.emulator.answers import plan_answer, thinks
 from router.emulator.decode import BOOL, INT, OBJECT, STRING, read_json
 from router.emulator.engine import Job
 from router.emulator.errors import ApiError
-from router.emulator.native import EMBED_NOT_FOUND, NativeApi, chat_not_found
+from router.emulator.native import EMBED_NOT_FOUND, NativeApi, chat_not_found, conversation_key
 from router.emulator.responses import SSE_DONE, openai_json, sse_event
 from router.emulator.state import Emulator
 from router.emulator.streaming import Framing, stream_job
-from router.emulator.text import prompt_token_count
+from router.emulator.tokens import render_chat, render_prompt, token_count
 from router.emulator.tools import openai_tool_calls, plan_tool_calls
 from router.emulator.validation import chat_model, check_think, lookup, note_model, resolve_named
 from router.wire import SSE
@@ -157,18 +157,17 @@ class OpenAIApi:
                 think = REASONING[effort]
                 check_think(info, model, think)
             fault = self.faults.for_request(info.key, "/v1/chat/completions")
-            prompt_key = "\x1e".join(
-                f"{m.get('role', '')}\x1f{t}" for m, t in zip(messages, texts, strict=True)
-            )
+            turns = [(m.get("role", ""), t) for m, t in zip(messages, texts, strict=True)]
             calls = plan_tool_calls(body.get("tools"), messages)
             tokens, thinking, reason = plan_answer(
-                self.emulator, info, prompt_key, options, _limit(body), think=thinks(info, think),
+                self.emulator, info, conversation_key(turns), options, _limit(body), think=thinks(info, think),
                 answer=calls is None, fmt=_native_format(body.get("response_format")),
             )
             # /v1 requests carry no keep_alive (10) and no native options.
+            rendered = render_chat(turns)
             job = Job(
-                info, None, prompt_token_count(texts, messages=len(texts)), tokens, reason, fault,
-                thinking=thinking, tool_calls=calls,
+                info, None, token_count(rendered), tokens, reason, fault,
+                thinking=thinking, tool_calls=calls, prompt=rendered,
             )
             chat_id = f"chatcmpl-{int(random.random() * 999)}"
             if body.get("stream") is not True:
@@ -311,7 +310,8 @@ class OpenAIApi:
                     return await self._sse_once(request, sse_event(chunk(choice, zero)) + SSE_DONE)
                 return openai_json(self._completion_body(completion_id, model, choice, None))
             tokens, _, reason = plan_answer(self.emulator, info, prompt, options, _limit(body))
-            job = Job(info, None, prompt_token_count([prompt]), tokens, reason, fault)
+            rendered = render_prompt(prompt)
+            job = Job(info, None, token_count(rendered), tokens, reason, fault, prompt=rendered)
             if not streaming:
                 await self.engine.complete(job)
                 choice = [{"text": job.content_text(), "index": 0, "finish_reason": job.done_reason}]

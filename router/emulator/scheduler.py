@@ -13,6 +13,8 @@
 - At `max_loaded_models` a load evicts a runner: an idle one with the
   shortest keep-alive (then by name), else the shortest keep-alive one once
   its requests have finished.
+- Each runner's slots keep their cached tokens (kvcache.py) for as long as
+  the runner lives: a load, reload, unload or eviction starts them empty.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Any
 from router.emulator.config import FOREVER_SECONDS, EmulatorConfig
 from router.emulator.errors import ApiError, busy
 from router.emulator.faults import FaultBook
+from router.emulator.kvcache import PromptCache
 from router.emulator.slots import Slots
 from router.emulator.stats import Stats
 from router.emulator.store import ModelInfo
@@ -51,23 +54,29 @@ class Runner:
     __slots__ = (
         "_idle_waiters",
         "_timer",
+        "decoding",
         "gone",
         "idle_deadline",
         "in_flight",
         "info",
         "keep_alive",
         "parallel",
+        "prompt_cache",
         "shape",
         "slots",
         "unload_requested_at",
         "unloading",
     )
 
-    def __init__(self, info: ModelInfo, shape: Shape, parallel: int, keep_alive: float) -> None:
+    def __init__(
+        self, info: ModelInfo, shape: Shape, parallel: int, keep_alive: float, similarity: float = 0.5
+    ) -> None:
         self.info = info
         self.shape = shape
         self.parallel = 1 if info.embedding else parallel
-        self.slots = Slots(self.parallel)
+        self.slots = Slots(self.parallel)  # the FIFO wait for a free slot
+        self.prompt_cache = PromptCache(self.parallel, similarity)  # which slot, and what it holds
+        self.decoding = 0  # requests generating tokens right now (they slow each other down)
         self.in_flight = 0
         self.keep_alive = keep_alive
         self.idle_deadline: float | None = None  # wall clock; None until first idle
@@ -81,7 +90,9 @@ class Runner:
 
     @property
     def context_length(self) -> int:
-        return int(self.shape[0])  # type: ignore[call-overload]
+        num_ctx = self.shape[0]
+        assert isinstance(num_ctx, int)
+        return num_ctx
 
     def expires_at(self, now: float) -> float:
         """What /api/ps shows (7.3)."""
@@ -231,6 +242,7 @@ class Scheduler:
             shape,
             self.config.slots_per_model,
             self._default_keep_alive if keep_alive is None else keep_alive,
+            self.config.slot_prompt_similarity,
         )
         self.runners[info.key] = runner
         self.stats.loads += 1
@@ -266,4 +278,5 @@ class Scheduler:
         if self.runners.get(runner.info.key) is runner:
             del self.runners[runner.info.key]
             self.stats.unloads += 1
+        runner.prompt_cache.clear()
         runner.gone.set()

@@ -13,6 +13,11 @@ What counts (since start):
   keep_alive 0, eviction).
 - by_model: short display name (`llama3.2:latest`) -> requests whose body
   named that model with a valid name (installed or not).
+- prompt_tokens_processed / prompt_tokens_reused: prompt tokens evaluated /
+  found already in the request's slot cache (see kvcache.py), counted when a
+  request's prompt evaluation starts (so one cancelled during it counts too);
+  embeddings count as processed. prompt_tokens_by_model has both per model
+  (short display name), for the models that evaluated a prompt.
 """
 
 from __future__ import annotations
@@ -28,9 +33,21 @@ class Stats:
     loads: int = 0
     unloads: int = 0
     by_model: dict[str, int] = field(default_factory=dict)
+    prompt_tokens_processed: int = 0
+    prompt_tokens_reused: int = 0
+    prompt_tokens_by_model: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def note_model(self, display: str) -> None:
         self.by_model[display] = self.by_model.get(display, 0) + 1
+
+    def note_prompt(self, display: str, processed: int, reused: int) -> None:
+        self.prompt_tokens_processed += processed
+        self.prompt_tokens_reused += reused
+        counts = self.prompt_tokens_by_model.get(display)
+        if counts is None:
+            counts = self.prompt_tokens_by_model[display] = {"prompt_tokens_processed": 0, "prompt_tokens_reused": 0}
+        counts["prompt_tokens_processed"] += processed
+        counts["prompt_tokens_reused"] += reused
 
     def snapshot(self) -> dict[str, object]:
         return {
@@ -40,4 +57,7 @@ class Stats:
             "loads": self.loads,
             "unloads": self.unloads,
             "by_model": dict(self.by_model),
+            "prompt_tokens_processed": self.prompt_tokens_processed,
+            "prompt_tokens_reused": self.prompt_tokens_reused,
+            "prompt_tokens_by_model": {name: dict(counts) for name, counts in self.prompt_tokens_by_model.items()},
         }

@@ -15,13 +15,13 @@ import zlib
 from array import array
 from functools import lru_cache
 
+from router.emulator.tokens import VOCABULARY_SIZE, WORD_OR_MARK
+
 _WORDS = ["the", "sky", "is", "blue", "because", "sunlight", "scatters", "off", "small", "molecules", "in", "the", "air", "and", "shorter", "wavelengths", "bounce", "around", "more", "than", "longer", "ones", "so", "we", "see", "blue", "light", "coming", "from", "every", "direction", "during", "the", "day", "while", "sunsets", "look", "red", "as", "light", "travels", "through", "more", "atmosphere", "models", "answer", "questions", "by", "predicting", "one", "token", "after", "another", "from", "patterns", "learned", "in", "training", "data", "with", "attention", "over", "the", "context", "window"]
-_TOKEN_RE = re.compile(r"\w+|[^\w\s]")
-# Chat templates wrap each message in role markers; a fixed per-message cost
-# keeps prompt_eval_count plausible (docs/ollama-wire.md §7.5 asks for "about" the prompt size).
+_TOKEN_RE = WORD_OR_MARK
+# Chat templates wrap each message in role markers: the counts of tokens.render_chat.
 MESSAGE_OVERHEAD_TOKENS = 4
 PROMPT_OVERHEAD_TOKENS = 3
-VOCABULARY_SIZE = 128256
 
 
 def _seed(*parts: object) -> int:
@@ -35,7 +35,8 @@ def _count(text: str) -> int:
 
 
 def count_tokens(text: str) -> int:
-    """Roughly one token per word or punctuation mark (cached: prompts repeat)."""
+    """The number of tokens.tokenize(text) gives: one per word or punctuation mark
+    (cached: prompts repeat)."""
     if not text:
         return 0
     if len(text) > 4096:  # too big to be worth caching
@@ -44,6 +45,7 @@ def count_tokens(text: str) -> int:
 
 
 def prompt_token_count(texts: list[str], *, messages: int = 0) -> int:
+    """The size of a rendered chat of `messages` messages with these contents."""
     return sum(map(count_tokens, texts)) + messages * MESSAGE_OVERHEAD_TOKENS + PROMPT_OVERHEAD_TOKENS
 
 
