@@ -5,13 +5,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar
 
-from pydantic import BeforeValidator, Field
+from pydantic import AfterValidator, BeforeValidator, Field
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from router.catalog.durations import parse_interval
+from router.catalog.placement import check_redis_url
 
 Seconds = Annotated[float, BeforeValidator(parse_interval)]
+RedisUrl = Annotated[str, AfterValidator(check_redis_url)]
 
 
 class _CatalogSection(PydanticBaseSettingsSource):
@@ -56,6 +58,11 @@ class RouterSettings(BaseSettings):
     cold_load_threshold: Seconds = 1.0  # a load_duration above this counts as a cold load
 
     api_keys_file: str | None = None
+
+    # Deployment: how many router replicas `ollama-router k8s` renders, and the Redis
+    # they share (rendered into their catalog; the router itself does not use it yet).
+    replicas: int = Field(1, ge=1)
+    redis_url: RedisUrl | None = None
 
     catalog_section: ClassVar[dict[str, Any]] = {}
 
