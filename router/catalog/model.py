@@ -269,6 +269,15 @@ class Catalog:
     def host_of(self, container: Container) -> Host:
         return self.hosts.get(container.host, LOCAL)
 
+    def docker_hosts(self) -> list[Host]:
+        """The hosts whose Docker engines `up`, `down` and `status` visit: every declared
+        host, and the local engine when a managed container has no host (or none is declared)."""
+        hosts = list(self.hosts.values())
+        uses_local = any(c.managed and c.host == LOCAL_HOST for c in self.containers.values())
+        if LOCAL_HOST not in self.hosts and (uses_local or not self.hosts):
+            hosts.insert(0, LOCAL)
+        return hosts
+
     def resolve(self, name: object) -> Model | None:
         """A requested model name or alias to its catalog model (Ollama's lookup rules)."""
         if not isinstance(name, str):

@@ -10,17 +10,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from docker import DockerClient
 from docker.errors import DockerException
 
 from router.catalog.command import load_or_report
-from router.catalog.model import Catalog
+from router.catalog.model import Catalog, Host
 from router.provision import compose, report
-from router.provision.docker import Reconciler, connect, down, inspect
+from router.provision.docker import Outcome, Reconciler, down, inspect
+from router.provision.engines import HostResult, on_every_host
 from router.provision.errors import ProvisionError, explain
 from router.provision.preload import PreloadResult, preload
 from router.provision.pull import PullResult, pull_missing
-from router.provision.spec import catalog_specs, project_name, valid_project
-from router.provision.status import fill_loaded, status_rows
+from router.provision.spec import ContainerSpec, catalog_specs, project_name, valid_project
+from router.provision.status import Inspected, fill_loaded, status_rows
 
 _PROJECT_HELP = (
     "name that marks this catalog's containers (label and name prefix); "
@@ -128,12 +130,23 @@ def _up(catalog: Catalog, project: str, args: argparse.Namespace) -> int:
     specs = catalog_specs(catalog, project)
     if not specs:
         out.print(f"{catalog.path}: no managed containers (every container has a url); nothing to do")
-    client = connect()
+    hosts = catalog.docker_hosts()
+    on_host = {h.name: [s for s in specs if s.host == h.name] for h in hosts}
 
-    def notify(name: str, what: str) -> None:
-        out.print(f"{name}: {what}", highlight=False)
+    with report.HostLines(out, hosts, {name: len(v) for name, v in on_host.items()}) as lines:
 
-    outcomes = Reconciler(client, project, ready_timeout=args.timeout, notify=notify).up(specs, prune=args.prune)
+        def reconcile(host: Host, client: DockerClient) -> list[Outcome]:
+            reconciler = Reconciler(client, project, ready_timeout=args.timeout, notify=lines.notifier(host.name))
+            outcomes = reconciler.up(on_host[host.name], prune=args.prune)
+            lines.finish(host.name, report.outcome_summary(outcomes), ok=all(o.ok for o in outcomes))
+            return outcomes
+
+        results = on_every_host(hosts, reconcile)
+        for result in results:
+            if not result.ok:
+                lines.finish(result.host.name, result.error, ok=False)
+    outcomes = [o for r in results for o in _host_outcomes(r, on_host[r.host.name])]
+
     ready = [o.name for o in outcomes if o.ok and o.action not in ("removed", "kept")]
     pulls: list[PullResult] = []
     loads: list[PreloadResult] = []
@@ -147,25 +160,45 @@ def _up(catalog: Catalog, project: str, args: argparse.Namespace) -> int:
     reports = report.merge_reports(outcomes, specs, pulls, loads)
     out.print(report.up_table(catalog, reports))
     failed = [r.outcome.name for r in reports if not r.ok]
+    _report_hosts(results)
     if failed:
         print(f"error: {len(failed)} container(s) failed: {', '.join(failed)}", file=sys.stderr)
-        return 1
-    return 0
+    return 1 if failed or not all(r.ok for r in results) else 0
+
+
+def _host_outcomes(result: HostResult[list[Outcome]], specs: list[ContainerSpec]) -> list[Outcome]:
+    """A host's outcomes, each marked with the host; for a host that failed, one per container."""
+    outcomes = result.value if result.value is not None else [
+        Outcome(s.name, "not reached", ok=False, message=f"host {result.host.name} failed", docker_name=s.docker_name) for s in specs
+    ]
+    for outcome in outcomes:
+        outcome.host = result.host.name
+    return outcomes
+
+
+def _report_hosts(results: list[HostResult[Any]]) -> None:
+    """Each host that failed, with why, on stderr."""
+    for result in results:
+        if not result.ok:
+            print(f"error: {result.error}", file=sys.stderr)
 
 
 def run_down(args: argparse.Namespace) -> int:
     loaded = _load(args)
     if loaded is None:
         return 1
-    _catalog, project = loaded
+    catalog, project = loaded
 
     def body() -> int:
-        outcomes = down(connect(), project, volumes=args.volumes)
+        results = on_every_host(catalog.docker_hosts(), lambda host, client: down(client, project, volumes=args.volumes))
+        outcomes = [o for r in results for o in _host_outcomes(r, [])]
+        _report_hosts(results)
         if not outcomes:
-            report.console().print(f"no containers of project {project} to remove")
-            return 0
-        report.console().print(report.down_table(project, outcomes))
-        return 0 if all(o.ok for o in outcomes) else 1
+            if all(r.ok for r in results):
+                report.console().print(f"no containers of project {project} to remove")
+            return 0 if all(r.ok for r in results) else 1
+        report.console().print(report.down_table(project, outcomes, hosts=bool(catalog.hosts)))
+        return 0 if all(o.ok for o in outcomes) and all(r.ok for r in results) else 1
 
     return _guarded(body)
 
@@ -177,10 +210,24 @@ def run_status(args: argparse.Namespace) -> int:
     catalog, project = loaded
 
     def body() -> int:
-        rows = status_rows(catalog, inspect(connect(), project))
+        out = report.console()
+        hosts = catalog.docker_hosts()
+        with report.HostLines(out, hosts, {}) as lines:
+
+            def look(host: Host, client: DockerClient) -> Inspected:
+                found = inspect(client, project)
+                lines.finish(host.name, f"{len(found)} container(s)")
+                return found
+
+            results = on_every_host(hosts, look)
+            for result in results:
+                if not result.ok:
+                    lines.finish(result.host.name, result.error, ok=False)
+        rows = status_rows(catalog, {r.host.name: r.value for r in results})
         asyncio.run(fill_loaded(rows))
-        report.console().print(report.status_table(f"{catalog.path} (project {project})", rows))
-        return 0
+        out.print(report.status_table(f"{catalog.path} (project {project})", rows, hosts=bool(catalog.hosts)))
+        _report_hosts(results)
+        return 0 if all(r.ok for r in results) else 1
 
     return _guarded(body)
 

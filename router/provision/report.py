@@ -9,7 +9,9 @@ from rich.console import Console
 from rich.progress import (
     BarColumn,
     DownloadColumn,
+    MofNCompleteColumn,
     Progress,
+    SpinnerColumn,
     TaskID,
     TextColumn,
     TimeRemainingColumn,
@@ -17,8 +19,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from router.catalog.model import Catalog
-from router.provision.docker import Outcome
+from router.catalog.model import Catalog, Host
+from router.provision.docker import Notify, Outcome
 from router.provision.preload import PreloadResult
 from router.provision.pull import PullEvent, PullResult
 from router.provision.spec import ContainerSpec
@@ -66,6 +68,57 @@ class PullBars:
             self._progress.console.print(f"pulled {event.model} on {event.container}")
 
 
+class HostLines:
+    """One progress line per host while a command works on all of them at once:
+    containers done out of the host's total, and what happened last. Each event is
+    also printed on a line of its own (`container: what`), as a log."""
+
+    def __init__(self, out: Console, hosts: list[Host], totals: dict[str, int]) -> None:
+        self._progress = Progress(
+            SpinnerColumn(finished_text=" "),
+            TextColumn("{task.fields[host]}"),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[status]}"),
+            console=out,
+        )
+        self._tasks = {
+            h.name: self._progress.add_task(h.name, total=totals.get(h.name, 0), host=h.name, status="connecting", start=True)
+            for h in hosts
+        }
+
+    def __enter__(self) -> HostLines:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self._progress.stop()
+
+    def notifier(self, host: str) -> Notify:
+        task = self._tasks[host]
+
+        def notify(name: str, what: str) -> None:
+            self._progress.console.print(f"{name}: {what}", highlight=False)
+            finished = what == "ready" or what.startswith("failed")
+            self._progress.update(task, advance=1 if finished else 0, status=f"{name}: {what}"[:100])
+
+        return notify
+
+    def finish(self, host: str, summary: str, ok: bool = True) -> None:
+        task = self._tasks[host]
+        total = self._progress.tasks[task].total or 0
+        status = summary if ok else f"[red]failed[/]: {summary}"
+        self._progress.update(task, completed=total if ok else self._progress.tasks[task].completed, status=status)
+        self._progress.stop_task(task)
+
+
+def outcome_summary(outcomes: list[Outcome]) -> str:
+    """`2 unchanged, 1 created` for a host's line."""
+    counts: dict[str, int] = {}
+    for outcome in outcomes:
+        counts[outcome.action] = counts.get(outcome.action, 0) + 1
+    return ", ".join(f"{n} {action}" for action, n in counts.items()) or "nothing to do"
+
+
 @dataclass(slots=True)
 class ContainerReport:
     spec: ContainerSpec | None
@@ -105,7 +158,8 @@ def merge_reports(
 
 def up_table(catalog: Catalog, reports: list[ContainerReport]) -> Table:
     table = Table(title=f"ollama-router up: {catalog.path}")
-    for column in ("container", "action", "GPUs", "address", "models", "result"):
+    hosts = bool(catalog.hosts)
+    for column in ("container", *(("host",) if hosts else ()), "action", "GPUs", "address", "models", "result"):
         table.add_column(column, overflow="fold")
     for report in reports:
         spec = report.spec
@@ -119,25 +173,28 @@ def up_table(catalog: Catalog, reports: list[ContainerReport]) -> Table:
         if report.ok and report.outcome.message:
             result += f" ({report.outcome.message})"
         address = spec.url if spec else "-"
-        table.add_row(report.outcome.name, report.outcome.action, gpus, address, "\n".join(models) or "-", result)
+        host = (report.outcome.host or "-",) if hosts else ()
+        table.add_row(report.outcome.name, *host, report.outcome.action, gpus, address, "\n".join(models) or "-", result)
     return table
 
 
-def down_table(project: str, outcomes: list[Outcome]) -> Table:
+def down_table(project: str, outcomes: list[Outcome], hosts: bool = False) -> Table:
     table = Table(title=f"ollama-router down: project {project}")
-    for column in ("container", "docker name", "result"):
+    for column in ("container", *(("host",) if hosts else ()), "docker name", "result"):
         table.add_column(column)
     for outcome in outcomes:
         result = outcome.action if outcome.ok else f"[red]failed[/]: {outcome.message}"
-        table.add_row(outcome.name, outcome.docker_name or "-", result)
+        host = (outcome.host or "-",) if hosts else ()
+        table.add_row(outcome.name, *host, outcome.docker_name or "-", result)
     return table
 
 
-def status_table(title: str, rows: list[StatusRow]) -> Table:
+def status_table(title: str, rows: list[StatusRow], hosts: bool = False) -> Table:
     table = Table(title=title)
-    for column in ("container", "state", "GPUs", "image", "health", "loaded models", "uptime"):
+    for column in ("container", "state", *(("host",) if hosts else ()), "GPUs", "image", "health", "loaded models", "uptime"):
         table.add_column(column, overflow="fold")
     for row in rows:
         loaded = "?" if row.loaded is None and row.url else ("\n".join(row.loaded) if row.loaded else "-")
-        table.add_row(row.container, row.state, row.gpus, row.image, row.health, loaded, row.uptime)
+        host = (row.host or "-",) if hosts else ()
+        table.add_row(row.container, row.state, *host, row.gpus, row.image, row.health, loaded, row.uptime)
     return table

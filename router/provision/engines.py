@@ -1,0 +1,153 @@
+"""The Docker engines of a catalog's hosts: connect to each, run the same work on all
+of them at once.
+
+docker-py is blocking, so every host gets a thread. A host that cannot be
+reached, or whose work fails with a Docker error, fails alone: its result
+carries the reason and the other hosts are still worked on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import docker
+from docker.api.client import APIClient
+from docker.errors import DockerException
+from docker.tls import TLSConfig
+
+from router.catalog.model import LOCAL, Host
+from router.provision.errors import ProvisionError, docker_unavailable, explain
+
+T = TypeVar("T")
+
+# docker-py's HTTP timeout, per socket read: an image pull streams progress, so
+# a long pull is fine while one that stalls (or a registry that never answers) ends.
+API_TIMEOUT = 60
+# How long a host may take to answer its first ping: an unreachable box must not
+# hold the others' report for a minute.
+PING_TIMEOUT = 10
+
+
+class _APIClient(APIClient):  # type: ignore[misc]
+    """docker-py's client, whose TLS settings win over REQUESTS_CA_BUNDLE.
+
+    requests lets that environment variable replace a session's own CA file on
+    every request, so a host's `tls.ca` would be ignored wherever it is set.
+    """
+
+    def merge_environment_settings(self, url: str, proxies: Any, stream: Any, verify: Any, cert: Any) -> Any:
+        if verify is None:
+            verify = self.verify
+        return super().merge_environment_settings(url, proxies, stream, verify, cert)
+
+
+class _DockerClient(docker.DockerClient):  # type: ignore[misc]
+    def __init__(self, **kwargs: Any) -> None:  # as DockerClient.__init__, with the client above
+        self.api = _APIClient(**kwargs)
+
+
+def _tls_config(host: Host) -> TLSConfig | None:
+    if host.tls is None:
+        return None
+    client_cert = (host.tls.cert, host.tls.key) if host.tls.cert and host.tls.key else None
+    # verify: against the host's CA when it names one, else the system's CAs; never off.
+    return TLSConfig(client_cert=client_cert, ca_cert=host.tls.ca, verify=host.tls.ca or True)
+
+
+def connect(host: Host = LOCAL, timeout: int = API_TIMEOUT, pool_size: int = 16) -> docker.DockerClient:
+    """A client of the host's engine that has answered a ping, or DockerUnavailable saying why."""
+    try:
+        if host.docker is None:
+            client = docker.from_env(timeout=PING_TIMEOUT, max_pool_size=pool_size)
+        else:
+            client = _DockerClient(
+                base_url=host.docker,
+                tls=_tls_config(host) or False,
+                timeout=PING_TIMEOUT,
+                max_pool_size=pool_size,
+                use_ssh_client=host.docker.startswith("ssh://"),  # the system's ssh: its config, keys and agent
+            )
+        client.ping()
+    except (DockerException, OSError) as exc:
+        raise docker_unavailable(exc, None if host.docker is None else host) from None
+    client.api.timeout = timeout
+    return client
+
+
+@dataclass(slots=True)
+class HostResult(Generic[T]):
+    host: Host
+    value: T | None = None
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.error
+
+
+Connect = Callable[[Host], docker.DockerClient]
+
+
+def on_every_host(
+    hosts: list[Host], work: Callable[[Host, docker.DockerClient], T], *, connect: Connect = connect
+) -> list[HostResult[T]]:
+    """Connect to every host, then run `work` on each reachable one, all at once; results in host order."""
+    if not hosts:
+        return []
+    with ThreadPoolExecutor(max_workers=len(hosts), thread_name_prefix="host") as pool:
+        clients = list(pool.map(lambda h: _attempt(h, lambda: connect(h)), hosts))
+        try:
+            shared = _shared_engines({r.host.name: r.value for r in clients if r.value is not None})
+            for result in clients:
+                if result.host.name in shared:
+                    result.error = shared[result.host.name]
+
+            def run(connected: HostResult[docker.DockerClient]) -> HostResult[T]:
+                if connected.value is None:
+                    return HostResult(connected.host, error=connected.error)
+                client = connected.value
+                return _attempt(connected.host, lambda: work(connected.host, client))
+
+            return list(pool.map(run, clients))
+        finally:
+            for result in clients:
+                if result.value is not None:
+                    result.value.close()
+
+
+def _attempt(host: Host, call: Callable[[], T]) -> HostResult[T]:
+    try:
+        return HostResult(host, call())
+    except ProvisionError as exc:
+        return HostResult(host, error=str(exc))
+    except DockerException as exc:
+        return HostResult(host, error=f"Docker: {explain(exc)}")
+
+
+def _shared_engines(clients: Mapping[str, docker.DockerClient]) -> dict[str, str]:
+    """Hosts that are one engine under two names, each with why it is refused.
+
+    Each host reconciles every container of the project on its engine: two names
+    for one engine would each take the other's containers for leftovers.
+    """
+    by_engine: dict[str, list[str]] = {}
+    for name, client in clients.items():
+        try:
+            engine = str(client.info().get("ID") or "")
+        except DockerException:
+            continue  # its work reports the engine's trouble
+        if engine:
+            by_engine.setdefault(engine, []).append(name)
+    refused: dict[str, str] = {}
+    for engine, names in by_engine.items():
+        if len(names) > 1:
+            for name in names:
+                others = " and ".join(f"'{n}'" for n in names if n != name)
+                refused[name] = (
+                    f"host '{name}' is the same Docker engine as host {others} (engine ID {engine}); "
+                    "one engine takes one host name: put these containers on one of them"
+                )
+    return refused
