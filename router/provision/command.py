@@ -192,12 +192,11 @@ def run_down(args: argparse.Namespace) -> int:
     def body() -> int:
         results = on_every_host(catalog.docker_hosts(), lambda host, client: down(client, project, volumes=args.volumes))
         outcomes = [o for r in results for o in _host_outcomes(r, [])]
+        if outcomes:
+            report.console().print(report.down_table(project, outcomes, hosts=bool(catalog.hosts)))
+        elif all(r.ok for r in results):
+            report.console().print(f"no containers of project {project} to remove")
         _report_hosts(results)
-        if not outcomes:
-            if all(r.ok for r in results):
-                report.console().print(f"no containers of project {project} to remove")
-            return 0 if all(r.ok for r in results) else 1
-        report.console().print(report.down_table(project, outcomes, hosts=bool(catalog.hosts)))
         return 0 if all(o.ok for o in outcomes) and all(r.ok for r in results) else 1
 
     return _guarded(body)
@@ -212,11 +211,12 @@ def run_status(args: argparse.Namespace) -> int:
     def body() -> int:
         out = report.console()
         hosts = catalog.docker_hosts()
-        with report.HostLines(out, hosts, {}) as lines:
+        placed = {h.name: sum(1 for c in catalog.containers.values() if c.managed and c.host == h.name) for h in hosts}
+        with report.HostLines(out, hosts, placed) as lines:
 
             def look(host: Host, client: DockerClient) -> Inspected:
                 found = inspect(client, project)
-                lines.finish(host.name, f"{len(found)} container(s)")
+                lines.finish(host.name, f"{len(found)} container(s) of project {project} on its engine")
                 return found
 
             results = on_every_host(hosts, look)

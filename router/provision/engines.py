@@ -8,7 +8,7 @@ carries the reason and the other hosts are still worked on.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -100,13 +100,13 @@ def on_every_host(
     with ThreadPoolExecutor(max_workers=len(hosts), thread_name_prefix="host") as pool:
         clients = list(pool.map(lambda h: _attempt(h, lambda: connect(h)), hosts))
         try:
-            shared = _shared_engines({r.host.name: r.value for r in clients if r.value is not None})
+            shared = _shared_engines([(r.host, r.value) for r in clients if r.value is not None])
             for result in clients:
                 if result.host.name in shared:
                     result.error = shared[result.host.name]
 
             def run(connected: HostResult[docker.DockerClient]) -> HostResult[T]:
-                if connected.value is None:
+                if connected.value is None or not connected.ok:
                     return HostResult(connected.host, error=connected.error)
                 client = connected.value
                 return _attempt(connected.host, lambda: work(connected.host, client))
@@ -127,27 +127,34 @@ def _attempt(host: Host, call: Callable[[], T]) -> HostResult[T]:
         return HostResult(host, error=f"Docker: {explain(exc)}")
 
 
-def _shared_engines(clients: Mapping[str, docker.DockerClient]) -> dict[str, str]:
+def _describe(host: Host) -> str:
+    return "the local engine (containers without host:)" if host.docker is None else f"host '{host.name}'"
+
+
+def _shared_engines(clients: list[tuple[Host, docker.DockerClient]]) -> dict[str, str]:
     """Hosts that are one engine under two names, each with why it is refused.
 
     Each host reconciles every container of the project on its engine: two names
-    for one engine would each take the other's containers for leftovers.
+    for one engine would each take the other's containers for leftovers. An engine
+    is known by its ID, name and data root together: engines before Docker 23 take
+    their ID from /etc/docker/key.json, which machines cloned from one image share.
     """
-    by_engine: dict[str, list[str]] = {}
-    for name, client in clients.items():
+    by_engine: dict[tuple[str, str, str], list[Host]] = {}
+    for host, client in clients:
         try:
-            engine = str(client.info().get("ID") or "")
+            info = client.info()
         except DockerException:
             continue  # its work reports the engine's trouble
-        if engine:
-            by_engine.setdefault(engine, []).append(name)
+        identity = (str(info.get("ID") or ""), str(info.get("Name") or ""), str(info.get("DockerRootDir") or ""))
+        if identity[0]:
+            by_engine.setdefault(identity, []).append(host)
     refused: dict[str, str] = {}
-    for engine, names in by_engine.items():
-        if len(names) > 1:
-            for name in names:
-                others = " and ".join(f"'{n}'" for n in names if n != name)
-                refused[name] = (
-                    f"host '{name}' is the same Docker engine as host {others} (engine ID {engine}); "
+    for (engine, machine, _), hosts in by_engine.items():
+        if len(hosts) > 1:
+            for host in hosts:
+                others = " and ".join(_describe(h) for h in hosts if h is not host)
+                refused[host.name] = (
+                    f"{_describe(host)} is the same Docker engine as {others} (engine {engine} on {machine}); "
                     "one engine takes one host name: put these containers on one of them"
                 )
     return refused

@@ -6,18 +6,18 @@ from dataclasses import dataclass, field
 from types import TracebackType
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
     MofNCompleteColumn,
     Progress,
-    SpinnerColumn,
     TaskID,
     TextColumn,
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
-from rich.table import Table
+from rich.table import Column, Table
 
 from router.catalog.model import Catalog, Host
 from router.provision.docker import Notify, Outcome
@@ -74,15 +74,17 @@ class HostLines:
     also printed on a line of its own (`container: what`), as a log."""
 
     def __init__(self, out: Console, hosts: list[Host], totals: dict[str, int]) -> None:
+        width = max((len(h.name) for h in hosts), default=0)
         self._progress = Progress(
-            SpinnerColumn(finished_text=" "),
-            TextColumn("{task.fields[host]}"),
+            TextColumn("{task.fields[mark]}"),
+            TextColumn("{task.fields[host]}", table_column=Column(no_wrap=True, min_width=width)),
             MofNCompleteColumn(),
-            TextColumn("{task.fields[status]}"),
+            TextColumn("{task.fields[status]}", table_column=Column(no_wrap=True, overflow="ellipsis", ratio=1)),
             console=out,
+            expand=True,
         )
         self._tasks = {
-            h.name: self._progress.add_task(h.name, total=totals.get(h.name, 0), host=h.name, status="connecting", start=True)
+            h.name: self._progress.add_task(h.name, total=totals.get(h.name, 0), host=h.name, mark="·", status="connecting")
             for h in hosts
         }
 
@@ -99,15 +101,16 @@ class HostLines:
         def notify(name: str, what: str) -> None:
             self._progress.console.print(f"{name}: {what}", highlight=False)
             finished = what == "ready" or what.startswith("failed")
-            self._progress.update(task, advance=1 if finished else 0, status=f"{name}: {what}"[:100])
+            self._progress.update(task, advance=1 if finished else 0, status=escape(f"{name}: {what}"))
 
         return notify
 
     def finish(self, host: str, summary: str, ok: bool = True) -> None:
         task = self._tasks[host]
         total = self._progress.tasks[task].total or 0
-        status = summary if ok else f"[red]failed[/]: {summary}"
-        self._progress.update(task, completed=total if ok else self._progress.tasks[task].completed, status=status)
+        status = escape(summary) if ok else f"[red]failed[/]: {escape(summary)}"
+        mark = "[green]✓[/]" if ok else "[red]✗[/]"
+        self._progress.update(task, completed=total if ok else self._progress.tasks[task].completed, status=status, mark=mark)
         self._progress.stop_task(task)
 
 
