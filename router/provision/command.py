@@ -1,4 +1,5 @@
-"""`ollama-router up / down / status / compose`: Docker containers for a catalog."""
+"""`ollama-router up / down / status / compose / k8s`: Docker containers for a catalog, or
+the files that run it under Compose or Kubernetes."""
 
 from __future__ import annotations
 
@@ -15,10 +16,11 @@ from docker.errors import DockerException
 
 from router.catalog.command import load_or_report
 from router.catalog.model import Catalog, Host
-from router.provision import compose, report
+from router.provision import compose, k8s, report
 from router.provision.docker import Outcome, Reconciler, down, inspect
 from router.provision.engines import HostResult, on_every_host
 from router.provision.errors import ProvisionError, explain
+from router.provision.k8s import KEYS_FILE, KEYS_SECRET, ROUTER_IMAGE, K8sOptions
 from router.provision.preload import PreloadResult, preload
 from router.provision.pull import PullResult, pull_missing
 from router.provision.spec import ContainerSpec, catalog_specs, project_name, valid_project
@@ -71,12 +73,34 @@ def register(subparsers: Any) -> None:
         help="write a Docker Compose file for the catalog",
         description=(
             "Write DIR/compose.yaml (the router plus one Ollama service per managed container, GPUs reserved by "
-            "device id) and DIR/catalog.yaml (the router's catalog, reaching each Ollama by service name)."
+            "device id) and DIR/catalog.yaml (the router's catalog, reaching each Ollama by service name). "
+            "A catalog with hosts: gets DIR/compose-<host>.yaml per host (its Ollama services, published at the "
+            "host's address) and compose.yaml holds only the router."
         ),
     )
     compose_parser.add_argument("catalog", help="path to the catalog YAML file")
     compose_parser.add_argument("-o", "--output", default="compose", metavar="DIR", help="output directory (default: compose)")
     compose_parser.set_defaults(func=run_compose)
+
+    k8s_parser = subparsers.add_parser(
+        "k8s",
+        help="write Kubernetes manifests for the catalog (kustomize-ready)",
+        description=(
+            "Write one file per managed container (a StatefulSet with a volume claim when it has `storage`, else a "
+            "Deployment, requesting nvidia.com/gpu, and a Service), router.yaml (the router's Deployment, Service, "
+            "PodDisruptionBudget and catalog ConfigMap), redis.yaml when several router replicas need one, and "
+            "kustomization.yaml listing them: `kubectl apply -k DIR`."
+        ),
+    )
+    k8s_parser.add_argument("catalog", help="path to the catalog YAML file")
+    k8s_parser.add_argument("-o", "--output", default="k8s", metavar="DIR", help="output directory (default: k8s)")
+    k8s_parser.add_argument("--router-image", default=ROUTER_IMAGE, metavar="IMAGE",
+                            help=f"the router's image, as your cluster pulls it (default: {ROUTER_IMAGE})")
+    keys = k8s_parser.add_mutually_exclusive_group()
+    keys.add_argument("--keys-secret", default=KEYS_SECRET, metavar="NAME",
+                      help=f"the Secret holding the API keys file as {KEYS_FILE} (default: {KEYS_SECRET}); you create it")
+    keys.add_argument("--no-keys", action="store_true", help="no API keys: anyone who reaches the router's Service may use it")
+    k8s_parser.set_defaults(func=run_k8s)
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -244,5 +268,35 @@ def run_compose(args: argparse.Namespace) -> int:
         return 1
     for path in written:
         print(f"wrote {path}")
-    print(f"run it on a GPU box: docker compose -f {written[0]} up -d")
+    if result.catalog.hosts:
+        for host in result.catalog.docker_hosts():
+            engine = f"DOCKER_HOST={host.docker} " if host.docker else ""
+            path = out_dir / compose.host_compose_file(host.name)
+            if path in written:
+                print(f"host {host.name}: {engine}docker compose -f {path} up -d")
+        print(f"the router, anywhere that reaches the hosts' addresses: docker compose -f {written[0]} up -d")
+    else:
+        print(f"run it on a GPU box: docker compose -f {written[0]} up -d")
+    return 0
+
+
+def run_k8s(args: argparse.Namespace) -> int:
+    result = load_or_report(args.catalog)
+    if result is None:
+        return 1
+    out_dir = Path(args.output)
+    options = K8sOptions(router_image=args.router_image, keys_secret=None if args.no_keys else args.keys_secret)
+    try:
+        written = k8s.write_k8s(result.catalog, out_dir, args.catalog, options)
+    except OSError as exc:
+        print(f"error: cannot write to {out_dir}: {exc}", file=sys.stderr)
+        return 1
+    for path in written:
+        print(f"wrote {path}")
+    if options.keys_secret:
+        print(f"the router reads its API keys from Secret {options.keys_secret}: "
+              f"kubectl create secret generic {options.keys_secret} --from-file={KEYS_FILE}=keys.yaml")
+    else:
+        print("warning: --no-keys: the router answers anyone who reaches its Service", file=sys.stderr)
+    print(f"then: kubectl apply -k {out_dir}")
     return 0

@@ -184,10 +184,19 @@ def render_router_catalog(
 
 
 class _PlainDumper(yaml.SafeDumper):
-    """No `&id001` anchors for values that happen to be shared: people read this file."""
+    """No `&id001` anchors for values that happen to be shared, and text of several
+    lines as a block (a catalog inside a ConfigMap): people read these files."""
 
     def ignore_aliases(self, data: Any) -> bool:
         return True
+
+
+def _str(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in data else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+
+
+_PlainDumper.add_representer(str, _str)
 
 
 def dump_yaml(document: dict[str, Any], header: str = "") -> str:

@@ -37,7 +37,8 @@ def test_an_invalid_project_name_is_refused(capsys: pytest.CaptureFixture[str]) 
 
 
 @pytest.mark.parametrize(
-    ("command", "words"), [("up", "--prune"), ("down", "--volumes"), ("status", "loaded"), ("compose", "--output")]
+    ("command", "words"),
+    [("up", "--prune"), ("down", "--volumes"), ("status", "loaded"), ("compose", "--output"), ("k8s", "--keys-secret")],
 )
 def test_help_describes_each_command(command: str, words: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
