@@ -68,32 +68,30 @@ def register(subparsers: Any) -> None:
     _common(status)
     status.set_defaults(func=run_status)
 
-    compose_parser = subparsers.add_parser(
+    compose_parser = _render_command(
+        subparsers,
         "compose",
-        help="write a Docker Compose file for the catalog",
-        description=(
+        "write a Docker Compose file for the catalog",
+        (
             "Write DIR/compose.yaml (the router plus one Ollama service per managed container, GPUs reserved by "
             "device id) and DIR/catalog.yaml (the router's catalog, reaching each Ollama by service name). "
             "A catalog with hosts: gets DIR/compose-<host>.yaml per host (its Ollama services, published at the "
             "host's address) and compose.yaml holds only the router."
         ),
     )
-    compose_parser.add_argument("catalog", help="path to the catalog YAML file")
-    compose_parser.add_argument("-o", "--output", default="compose", metavar="DIR", help="output directory (default: compose)")
     compose_parser.set_defaults(func=run_compose)
 
-    k8s_parser = subparsers.add_parser(
+    k8s_parser = _render_command(
+        subparsers,
         "k8s",
-        help="write Kubernetes manifests for the catalog (kustomize-ready)",
-        description=(
+        "write Kubernetes manifests for the catalog (kustomize-ready)",
+        (
             "Write one file per managed container (a StatefulSet with a volume claim when it has `storage`, else a "
             "Deployment, requesting nvidia.com/gpu, and a Service), router.yaml (the router's Deployment, Service, "
             "PodDisruptionBudget and catalog ConfigMap), redis.yaml when several router replicas need one, and "
             "kustomization.yaml listing them: `kubectl apply -k DIR`."
         ),
     )
-    k8s_parser.add_argument("catalog", help="path to the catalog YAML file")
-    k8s_parser.add_argument("-o", "--output", default="k8s", metavar="DIR", help="output directory (default: k8s)")
     k8s_parser.add_argument("--router-image", default=ROUTER_IMAGE, metavar="IMAGE",
                             help=f"the router's image, as your cluster pulls it (default: {ROUTER_IMAGE})")
     keys = k8s_parser.add_mutually_exclusive_group()
@@ -101,6 +99,14 @@ def register(subparsers: Any) -> None:
                       help=f"the Secret holding the API keys file as {KEYS_FILE} (default: {KEYS_SECRET}); you create it")
     keys.add_argument("--no-keys", action="store_true", help="no API keys: anyone who reaches the router's Service may use it")
     k8s_parser.set_defaults(func=run_k8s)
+
+
+def _render_command(subparsers: Any, name: str, help_text: str, description: str) -> argparse.ArgumentParser:
+    """A command that writes files for the catalog into DIR (default: the command's name)."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(name, help=help_text, description=description)
+    parser.add_argument("catalog", help="path to the catalog YAML file")
+    parser.add_argument("-o", "--output", default=name, metavar="DIR", help=f"output directory (default: {name})")
+    return parser
 
 
 def _common(parser: argparse.ArgumentParser) -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from router.catalog.loader import parse_catalog
 from router.settings import RouterSettings
-from tests.catalog.support import M, Validate, edit, marked_line
+from tests.catalog.support import M, Validate, assert_refused_at_mark, assert_warned_at_mark, edit
 
 # Two hosts, the same GPU index and port on each: valid, no warning.
 HOSTS = """\
@@ -94,11 +94,7 @@ RULES: list[tuple[str, str, str]] = [
 
 @pytest.mark.parametrize(("text", "expected"), [(t, e) for _, t, e in RULES], ids=[i for i, _, _ in RULES])
 def test_rule_names_file_and_line(validate: Validate, text: str, expected: str) -> None:
-    path, outcome = validate(text)
-    assert outcome.code == 1, outcome
-    problems = outcome.problems(path)
-    matching = [line for line, message in problems if expected in message]
-    assert matching == [marked_line(text)], problems
+    assert_refused_at_mark(validate, text, expected)
 
 
 def test_a_password_in_a_bad_redis_url_is_not_printed(validate: Validate) -> None:
@@ -118,9 +114,7 @@ WARNINGS: list[tuple[str, str, str]] = [
 
 @pytest.mark.parametrize(("text", "expected"), [(t, e) for _, t, e in WARNINGS], ids=[i for i, _, _ in WARNINGS])
 def test_warning_names_line_and_exits_0(validate: Validate, text: str, expected: str) -> None:
-    path, outcome = validate(text)
-    assert outcome.code == 0, outcome
-    assert outcome.problems(path) == [(marked_line(text), f"{expected} (warning)")]
+    assert_warned_at_mark(validate, text, expected)
 
 
 def test_the_same_gpu_and_port_on_two_hosts_is_fine(validate: Validate) -> None:
