@@ -8,6 +8,8 @@ carries the reason and the other hosts are still worked on.
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -17,6 +19,7 @@ import docker
 from docker.api.client import APIClient
 from docker.errors import DockerException
 from docker.tls import TLSConfig
+from requests.exceptions import RequestException
 
 from router.catalog.model import LOCAL, Host
 from router.provision.errors import ProvisionError, docker_unavailable, explain
@@ -52,6 +55,9 @@ class _DockerClient(docker.DockerClient):  # type: ignore[misc]
 def _tls_config(host: Host) -> TLSConfig | None:
     if host.tls is None:
         return None
+    for kind, path in (("ca", host.tls.ca), ("cert", host.tls.cert), ("key", host.tls.key)):
+        if path is not None and not os.path.isfile(path):
+            raise ProvisionError(f"host '{host.name}': tls {kind} file {path} does not exist")
     client_cert = (host.tls.cert, host.tls.key) if host.tls.cert and host.tls.key else None
     # verify: against the host's CA when it names one, else the system's CAs; never off.
     return TLSConfig(client_cert=client_cert, ca_cert=host.tls.ca, verify=host.tls.ca or True)
@@ -59,6 +65,9 @@ def _tls_config(host: Host) -> TLSConfig | None:
 
 def connect(host: Host = LOCAL, timeout: int = API_TIMEOUT, pool_size: int = 16) -> docker.DockerClient:
     """A client of the host's engine that has answered a ping, or DockerUnavailable saying why."""
+    ssh = host.docker is not None and host.docker.startswith("ssh://")
+    if ssh and shutil.which("ssh") is None:
+        raise ProvisionError(f"host '{host.name}' is reached over ssh ({host.docker}): install the ssh client (openssh-client)")
     try:
         if host.docker is None:
             client = docker.from_env(timeout=PING_TIMEOUT, max_pool_size=pool_size)
@@ -68,10 +77,10 @@ def connect(host: Host = LOCAL, timeout: int = API_TIMEOUT, pool_size: int = 16)
                 tls=_tls_config(host) or False,
                 timeout=PING_TIMEOUT,
                 max_pool_size=pool_size,
-                use_ssh_client=host.docker.startswith("ssh://"),  # the system's ssh: its config, keys and agent
+                use_ssh_client=ssh,  # the system's ssh: its config, keys and agent
             )
         client.ping()
-    except (DockerException, OSError) as exc:
+    except (DockerException, RequestException, OSError) as exc:
         raise docker_unavailable(exc, None if host.docker is None else host) from None
     client.api.timeout = timeout
     return client
@@ -123,8 +132,9 @@ def _attempt(host: Host, call: Callable[[], T]) -> HostResult[T]:
         return HostResult(host, call())
     except ProvisionError as exc:
         return HostResult(host, error=str(exc))
-    except DockerException as exc:
-        return HostResult(host, error=f"Docker: {explain(exc)}")
+    except (DockerException, RequestException) as exc:
+        # docker-py lets a connection that breaks mid-call through as requests' own error
+        return HostResult(host, error=f"host '{host.name}': Docker: {explain(exc)}")
 
 
 def _describe(host: Host) -> str:

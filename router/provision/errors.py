@@ -54,7 +54,7 @@ def _reason(exc: Exception, local: bool = True) -> str:
 
 def explain(exc: Exception, *, image: str = "", gpus: tuple[int, ...] = ()) -> str:
     """One line (or two) for an error from creating or starting a container."""
-    text = _reason(exc) if isinstance(exc, DockerException) else str(exc)
+    text = _reason(exc) if isinstance(exc, (DockerException, OSError)) else str(exc)
     if "could not select device driver" in text:
         gpu_list = ",".join(map(str, gpus)) or "?"
         return (
