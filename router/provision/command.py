@@ -9,15 +9,16 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from docker import DockerClient
 from docker.errors import DockerException
+from rich.console import Console
 
 from router.catalog.command import load_or_report
 from router.catalog.model import Catalog, Host
 from router.provision import compose, k8s, report
-from router.provision.docker import Outcome, Reconciler, down, inspect
+from router.provision.docker import Notify, Outcome, Reconciler, down, inspect
 from router.provision.engines import HostResult, on_every_host
 from router.provision.errors import ProvisionError, explain
 from router.provision.k8s import KEYS_FILE, KEYS_SECRET, ROUTER_IMAGE, K8sOptions
@@ -25,6 +26,8 @@ from router.provision.preload import PreloadResult, preload
 from router.provision.pull import PullResult, pull_missing
 from router.provision.spec import ContainerSpec, catalog_specs, project_name, valid_project
 from router.provision.status import Inspected, fill_loaded, status_rows
+
+T = TypeVar("T")
 
 _PROJECT_HELP = (
     "name that marks this catalog's containers (label and name prefix); "
@@ -163,18 +166,11 @@ def _up(catalog: Catalog, project: str, args: argparse.Namespace) -> int:
     hosts = catalog.docker_hosts()
     on_host = {h.name: [s for s in specs if s.host == h.name] for h in hosts}
 
-    with report.HostLines(out, hosts, {name: len(v) for name, v in on_host.items()}) as lines:
+    def reconcile(host: Host, client: DockerClient, notify: Notify) -> tuple[list[Outcome], str, bool]:
+        outcomes = Reconciler(client, project, ready_timeout=args.timeout, notify=notify).up(on_host[host.name], prune=args.prune)
+        return outcomes, report.outcome_summary(outcomes), all(o.ok for o in outcomes)
 
-        def reconcile(host: Host, client: DockerClient) -> list[Outcome]:
-            reconciler = Reconciler(client, project, ready_timeout=args.timeout, notify=lines.notifier(host.name))
-            outcomes = reconciler.up(on_host[host.name], prune=args.prune)
-            lines.finish(host.name, report.outcome_summary(outcomes), ok=all(o.ok for o in outcomes))
-            return outcomes
-
-        results = on_every_host(hosts, reconcile)
-        for result in results:
-            if not result.ok:
-                lines.finish(result.host.name, result.error, ok=False)
+    results = _each_host(out, hosts, {name: len(v) for name, v in on_host.items()}, reconcile)
     outcomes = [o for r in results for o in _host_outcomes(r, on_host[r.host.name])]
 
     ready = [o.name for o in outcomes if o.ok and o.action not in ("removed", "kept")]
@@ -194,6 +190,25 @@ def _up(catalog: Catalog, project: str, args: argparse.Namespace) -> int:
     if failed:
         print(f"error: {len(failed)} container(s) failed: {', '.join(failed)}", file=sys.stderr)
     return 1 if failed or not all(r.ok for r in results) else 0
+
+
+def _each_host(
+    out: Console, hosts: list[Host], totals: dict[str, int], work: Callable[[Host, DockerClient, Notify], tuple[T, str, bool]]
+) -> list[HostResult[T]]:
+    """`work` on every host at once, one progress line per host, ending with what `work`
+    says of it (summary, ok) or why the host failed."""
+    with report.HostLines(out, hosts, totals) as lines:
+
+        def run(host: Host, client: DockerClient) -> T:
+            value, summary, ok = work(host, client, lines.notifier(host.name))
+            lines.finish(host.name, summary, ok)
+            return value
+
+        results = on_every_host(hosts, run)
+        for result in results:
+            if not result.ok:
+                lines.finish(result.host.name, result.error, ok=False)
+    return results
 
 
 def _host_outcomes(result: HostResult[list[Outcome]], specs: list[ContainerSpec]) -> list[Outcome]:
@@ -220,12 +235,18 @@ def run_down(args: argparse.Namespace) -> int:
     catalog, project = loaded
 
     def body() -> int:
-        results = on_every_host(catalog.docker_hosts(), lambda host, client: down(client, project, volumes=args.volumes))
+        out = report.console()
+
+        def remove(host: Host, client: DockerClient, notify: Notify) -> tuple[list[Outcome], str, bool]:
+            outcomes = down(client, project, volumes=args.volumes)
+            return outcomes, report.outcome_summary(outcomes), all(o.ok for o in outcomes)
+
+        results = _each_host(out, catalog.docker_hosts(), {}, remove)
         outcomes = [o for r in results for o in _host_outcomes(r, [])]
         if outcomes:
-            report.console().print(report.down_table(project, outcomes, hosts=bool(catalog.hosts)))
+            out.print(report.down_table(project, outcomes, hosts=bool(catalog.hosts)))
         elif all(r.ok for r in results):
-            report.console().print(f"no containers of project {project} to remove")
+            out.print(f"no containers of project {project} to remove")
         _report_hosts(results)
         return 0 if all(o.ok for o in outcomes) and all(r.ok for r in results) else 1
 
@@ -241,18 +262,12 @@ def run_status(args: argparse.Namespace) -> int:
     def body() -> int:
         out = report.console()
         hosts = catalog.docker_hosts()
-        placed = {h.name: sum(1 for c in catalog.containers.values() if c.managed and c.host == h.name) for h in hosts}
-        with report.HostLines(out, hosts, placed) as lines:
 
-            def look(host: Host, client: DockerClient) -> Inspected:
-                found = inspect(client, project)
-                lines.finish(host.name, f"{len(found)} container(s) of project {project} on its engine")
-                return found
+        def look(host: Host, client: DockerClient, notify: Notify) -> tuple[Inspected, str, bool]:
+            found = inspect(client, project)
+            return found, f"{len(found)} container(s) of project {project} on its engine", True
 
-            results = on_every_host(hosts, look)
-            for result in results:
-                if not result.ok:
-                    lines.finish(result.host.name, result.error, ok=False)
+        results = _each_host(out, hosts, {}, look)
         rows = status_rows(catalog, {r.host.name: r.value for r in results})
         asyncio.run(fill_loaded(rows))
         out.print(report.status_table(f"{catalog.path} (project {project})", rows, hosts=bool(catalog.hosts)))

@@ -10,7 +10,6 @@ from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
-    MofNCompleteColumn,
     Progress,
     TaskID,
     TextColumn,
@@ -70,23 +69,27 @@ class PullBars:
 
 class HostLines:
     """One progress line per host while a command works on all of them at once:
-    containers done out of the host's total, and what happened last. Each event is
-    also printed on a line of its own (`container: what`), as a log."""
+    containers done out of the host's total (when it has one), and what happened
+    last. Each event is also printed on a line of its own (`container: what`), as a log."""
 
     def __init__(self, out: Console, hosts: list[Host], totals: dict[str, int]) -> None:
         width = max((len(h.name) for h in hosts), default=0)
         self._progress = Progress(
             TextColumn("{task.fields[mark]}"),
             TextColumn("{task.fields[host]}", table_column=Column(no_wrap=True, min_width=width)),
-            MofNCompleteColumn(),
+            TextColumn("{task.fields[count]}"),
             TextColumn("{task.fields[status]}", table_column=Column(no_wrap=True, overflow="ellipsis", ratio=1)),
             console=out,
             expand=True,
         )
-        self._tasks = {
-            h.name: self._progress.add_task(h.name, total=totals.get(h.name, 0), host=h.name, mark="·", status="connecting")
-            for h in hosts
-        }
+        self._totals = totals
+        self._done = {h.name: 0 for h in hosts}
+        self._tasks = {h.name: self._progress.add_task(h.name, host=h.name, mark="·", count=self._count(h.name), status="connecting")
+                       for h in hosts}
+
+    def _count(self, host: str) -> str:
+        total = self._totals.get(host)
+        return f"{self._done[host]}/{total}" if total else ""
 
     def __enter__(self) -> HostLines:
         self._progress.start()
@@ -96,22 +99,19 @@ class HostLines:
         self._progress.stop()
 
     def notifier(self, host: str) -> Notify:
-        task = self._tasks[host]
-
         def notify(name: str, what: str) -> None:
             self._progress.console.print(f"{name}: {what}", highlight=False)
-            finished = what == "ready" or what.startswith("failed")
-            self._progress.update(task, advance=1 if finished else 0, status=escape(f"{name}: {what}"))
+            if what == "ready" or what.startswith("failed"):
+                self._done[host] += 1
+            self._progress.update(self._tasks[host], count=self._count(host), status=escape(f"{name}: {what}"))
 
         return notify
 
     def finish(self, host: str, summary: str, ok: bool = True) -> None:
-        task = self._tasks[host]
-        total = self._progress.tasks[task].total or 0
         status = escape(summary) if ok else f"[red]failed[/]: {escape(summary)}"
         mark = "[green]✓[/]" if ok else "[red]✗[/]"
-        self._progress.update(task, completed=total if ok else self._progress.tasks[task].completed, status=status, mark=mark)
-        self._progress.stop_task(task)
+        self._progress.update(self._tasks[host], count=self._count(host), status=status, mark=mark)
+        self._progress.stop_task(self._tasks[host])
 
 
 def outcome_summary(outcomes: list[Outcome]) -> str:
