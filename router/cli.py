@@ -16,7 +16,7 @@ from router import __version__
 COMMAND_MODULES = (
     "router.catalog.command",  # validate
     "router.server.command",  # serve
-    "router.provision.command",  # up, down, status, compose
+    "router.provision.command",  # up, down, status, compose, k8s
     "router.emulator.command",  # emulate
     "router.demo",  # demo
     "router.access.command",  # keys

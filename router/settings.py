@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, Field
+from pydantic import AfterValidator, BeforeValidator, Field
 from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from router.catalog.durations import parse_interval
+from router.catalog.placement import check_redis_url
 
 Seconds = Annotated[float, BeforeValidator(parse_interval)]
+RedisUrl = Annotated[str, AfterValidator(check_redis_url)]
 
 
 def _comma_list(value: Any) -> Any:
@@ -66,6 +68,11 @@ class RouterSettings(BaseSettings):
     allowed_origins: CommaList = Field(default_factory=list)  # browser origins besides the local ones (like OLLAMA_ORIGINS)
 
     api_keys_file: str | None = None
+
+    # Deployment: how many router replicas `ollama-router k8s` renders, and the Redis
+    # they share (rendered into their catalog; the router itself does not use it yet).
+    replicas: int = Field(1, ge=1)
+    redis_url: RedisUrl | None = None
 
     @classmethod
     def settings_customise_sources(

@@ -46,7 +46,8 @@ def catalog_table(catalog: Catalog) -> Table:
             container = catalog.containers[name]
             if container.managed:
                 gpus = ",".join(map(str, container.gpus)) if container.gpus else "cpu"
-                placements.append(f"GPU {gpus} :{container.port}" if container.gpus else f"cpu :{container.port}")
+                where = f"GPU {gpus} :{container.port}" if container.gpus else f"cpu :{container.port}"
+                placements.append(f"{container.host}: {where}" if catalog.hosts else where)
             else:
                 placements.append(container.url)
         table.add_row(

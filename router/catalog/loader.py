@@ -19,15 +19,22 @@ from router.catalog.model import (
     DEFAULT_IMAGE,
     DEFAULT_KEEP_ALIVE,
     DEFAULT_NUM_PARALLEL,
+    LOCAL,
+    LOCAL_HOST,
     Catalog,
     CatalogSpec,
     Container,
     ContainerSpec,
     DefaultsSpec,
+    Host,
+    HostSpec,
     Model,
     ModelSpec,
+    TlsFiles,
+    Toleration,
 )
 from router.catalog.names import MAX_NAME_CHARS, InvalidModelName, parse_model_name
+from router.catalog.placement import url_host
 
 Path_ = tuple[str | int, ...]
 
@@ -224,13 +231,16 @@ def _schema_problems(exc: ValidationError, file: str, line: _Lines) -> list[Prob
 # cross-reference checks
 
 
-def _merge(defaults: DefaultsSpec, spec: ContainerSpec, name: str) -> Container:
+def _merge(defaults: DefaultsSpec, spec: ContainerSpec, name: str, hosts: dict[str, Host]) -> Container:
     env = {**(defaults.env or {}), **(spec.env or {})}
     command = spec.command if spec.command is not None else defaults.command
     if isinstance(command, str):
         command = command.split()
     managed = spec.url is None
-    url = spec.url.rstrip("/") if spec.url else f"http://127.0.0.1:{spec.port}"
+    host = hosts.get(spec.host or LOCAL_HOST, LOCAL)
+    url = spec.url.rstrip("/") if spec.url else f"http://{url_host(host.address)}:{spec.port}"
+    node_selector = spec.node_selector if spec.node_selector is not None else defaults.node_selector
+    tolerations = spec.tolerations if spec.tolerations is not None else defaults.tolerations
     return Container(
         name=name,
         url=url,
@@ -245,6 +255,10 @@ def _merge(defaults: DefaultsSpec, spec: ContainerSpec, name: str) -> Container:
         num_parallel=spec.num_parallel or defaults.num_parallel or DEFAULT_NUM_PARALLEL,
         keep_alive=_first(spec.keep_alive, defaults.keep_alive, DEFAULT_KEEP_ALIVE),
         max_loaded_models=_first(spec.max_loaded_models, defaults.max_loaded_models, None),
+        host=host.name,
+        node_selector=tuple(sorted((node_selector or {}).items())),
+        tolerations=tuple(Toleration(**t.model_dump()) for t in tolerations or ()),
+        storage=_first(spec.storage, defaults.storage, None),
     )
 
 
@@ -258,16 +272,25 @@ def _env_value(value: str | int | float | bool) -> str:
     return str(value)
 
 
+def _valid_name(name: str) -> bool:
+    return bool(name) and all(c.isalnum() or c in "-_." for c in name)
+
+
+# What only a managed container can have: a remote one is not provisioned.
+_MANAGED_ONLY = ("gpus", "image", "command", "volumes", "network", "host", "node_selector", "tolerations", "storage")
+
+
 def _check_containers(spec: CatalogSpec, file: str, line: _Lines) -> tuple[list[Problem], list[Problem]]:
     errors: list[Problem] = []
     warnings: list[Problem] = []
-    ports: dict[int, str] = {}
-    gpu_owner: dict[int, str] = {}
+    # GPUs and ports are claimed per host: GPU 0 of one box is not GPU 0 of another.
+    ports: dict[tuple[str, int], str] = {}
+    gpu_owner: dict[tuple[str, int], str] = {}
     for name, container in spec.containers.items():
-        if not name or not all(c.isalnum() or c in "-_." for c in name):
+        if not _valid_name(name):
             errors.append(Problem(file, line("containers", name), f"container name '{name}' may hold only letters, digits, '-', '_' and '.'"))
         if container.url is not None:
-            clashing = [k for k in ("gpus", "image", "command", "volumes", "network") if getattr(container, k) is not None]
+            clashing = [k for k in _MANAGED_ONLY if getattr(container, k) is not None]
             if clashing:
                 errors.append(Problem(file, line("containers", name, "url"),
                                       f"container '{name}' has a url (not managed here) and also {', '.join(clashing)}: a remote container is not provisioned, drop one"))
@@ -276,23 +299,59 @@ def _check_containers(spec: CatalogSpec, file: str, line: _Lines) -> tuple[list[
         elif container.port is None:
             errors.append(Problem(file, line("containers", name),
                                   f"container '{name}' needs a port (where its Ollama listens) or a url (a server that runs elsewhere)"))
+        if container.host is not None and container.host not in spec.hosts:
+            errors.append(Problem(file, line("containers", name, "host"), f"container '{name}' names host '{container.host}', which is not in hosts:"))
+        host = container.host or LOCAL_HOST
+        on_host = f" on host '{host}'" if spec.hosts else ""
         for index, gpu in enumerate(container.gpus or ()):
+            owner = gpu_owner.get((host, gpu))
             if gpu < 0:
                 errors.append(Problem(file, line("containers", name, "gpus", index), f"GPU index {gpu} is negative"))
-            elif gpu_owner.get(gpu) == name:
+            elif owner == name:
                 errors.append(Problem(file, line("containers", name, "gpus", index), f"GPU {gpu} is listed twice for container '{name}'"))
-            elif gpu in gpu_owner:
+            elif owner is not None:
                 warnings.append(Problem(file, line("containers", name, "gpus", index),
-                                        f"GPU {gpu} is shared by containers '{gpu_owner[gpu]}' and '{name}'"))
+                                        f"GPU {gpu} is shared by containers '{owner}' and '{name}'{on_host}"))
             else:
-                gpu_owner[gpu] = name
+                gpu_owner[(host, gpu)] = name
         if container.port is not None:
-            if container.port in ports:
+            if (host, container.port) in ports:
                 errors.append(Problem(file, line("containers", name, "port"),
-                                      f"port {container.port} is already used by container '{ports[container.port]}'"))
+                                      f"port {container.port} is already used by container '{ports[(host, container.port)]}'{on_host}"))
             else:
-                ports[container.port] = name
+                ports[(host, container.port)] = name
     return errors, warnings
+
+
+def _check_hosts(spec: CatalogSpec, file: str, line: _Lines) -> tuple[list[Problem], list[Problem]]:
+    errors: list[Problem] = []
+    warnings: list[Problem] = []
+    used = {c.host or LOCAL_HOST for c in spec.containers.values() if c.url is None}
+    for name, host in spec.hosts.items():
+        if not _valid_name(name):
+            errors.append(Problem(file, line("hosts", name), f"host name '{name}' may hold only letters, digits, '-', '_' and '.'"))
+        if host.tls is not None:
+            if not host.docker.startswith("tcp://"):
+                errors.append(Problem(file, line("hosts", name, "tls"), f"host '{name}': tls is for tcp:// engines only (docker is {host.docker})"))
+            if (host.tls.cert is None) != (host.tls.key is None):
+                errors.append(Problem(file, line("hosts", name, "tls"), f"host '{name}': tls needs both cert and key, or neither"))
+        if name not in used:
+            warnings.append(Problem(file, line("hosts", name), f"host '{name}' runs no container"))
+    return errors, warnings
+
+
+def _resolve_hosts(spec: CatalogSpec, file: str) -> dict[str, Host]:
+    """Hosts with TLS file paths made absolute, relative to the catalog file."""
+    base = Path(file).resolve().parent
+
+    def path(value: str | None) -> str | None:
+        return None if value is None else str(base / Path(value).expanduser())
+
+    def host(name: str, entry: HostSpec) -> Host:
+        tls = None if entry.tls is None else TlsFiles(path(entry.tls.ca), path(entry.tls.cert), path(entry.tls.key))
+        return Host(name, entry.docker, entry.address, tls)
+
+    return {name: host(name, entry) for name, entry in spec.hosts.items()}
 
 
 def _check_models(spec: CatalogSpec, file: str, line: _Lines) -> tuple[list[Problem], dict[str, str]]:
@@ -402,14 +461,17 @@ def _default_capabilities(tag: str) -> tuple[str, ...]:
 
 def build_catalog(spec: CatalogSpec, file: str, line: _Lines) -> LoadResult:
     container_errors, warnings = _check_containers(spec, file, line)
+    host_errors, host_warnings = _check_hosts(spec, file, line)
     model_errors, keys = _check_models(spec, file, line)
     fallback_errors, graph = _check_fallbacks(spec, keys, file, line)
-    errors = container_errors + model_errors + fallback_errors
+    errors = container_errors + host_errors + model_errors + fallback_errors
     if errors:
         raise CatalogError(errors)
 
     defaults = spec.defaults
-    containers = {name: _merge(defaults, c, name) for name, c in spec.containers.items()}
+    hosts = _resolve_hosts(spec, file)
+    warnings += host_warnings
+    containers = {name: _merge(defaults, c, name, hosts) for name, c in spec.containers.items()}
     tag_by_key = {k: parse_model_name(t).display for t, k in keys.items()}
     models: dict[str, Model] = {}
     aliases: dict[str, str] = {}
@@ -447,6 +509,7 @@ def build_catalog(spec: CatalogSpec, file: str, line: _Lines) -> LoadResult:
         models=models,
         aliases=aliases,
         router=spec.router.model_dump(exclude_none=True),
+        hosts=hosts,
     )
     return LoadResult(catalog, sorted(warnings, key=lambda p: p.line))
 

@@ -8,17 +8,29 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from router.catalog.durations import FOREVER, InvalidDuration, parse_interval, parse_keep_alive
 from router.catalog.names import parse_model_name
+from router.catalog.placement import (
+    check_address,
+    check_docker_url,
+    check_label_key,
+    check_label_value,
+    check_quantity,
+    check_redis_url,
+    is_ip,
+)
 
 DEFAULT_IMAGE = "ollama/ollama:0.12.6"
 DEFAULT_KEEP_ALIVE = "24h"
 DEFAULT_NUM_PARALLEL = 4
 OLLAMA_PORT = 11434
+# Containers without `host:` run on the engine DOCKER_HOST (or the default socket)
+# names; a `hosts:` entry of this name overrides it.
+LOCAL_HOST = "local"
 
 
 def _keep_alive(value: Any) -> Any:
@@ -44,11 +56,27 @@ def _interval(value: Any) -> Any:
 
 KeepAlive = Annotated[str | int | float | None, BeforeValidator(_keep_alive)]
 Seconds = Annotated[float, BeforeValidator(_interval)]
-StrictStrList = list[Annotated[str, Field(strict=True)]]
+StrictStr = Annotated[str, Field(strict=True)]
+StrictStrList = list[StrictStr]
+DockerUrl = Annotated[str, Field(strict=True), AfterValidator(check_docker_url)]
+Address = Annotated[str, Field(strict=True), AfterValidator(check_address)]
+LabelKey = Annotated[str, Field(strict=True), AfterValidator(check_label_key)]
+LabelValue = Annotated[str, Field(strict=True), AfterValidator(check_label_value)]
+Quantity = Annotated[str, Field(strict=True), AfterValidator(check_quantity)]
+RedisUrl = Annotated[str, Field(strict=True), AfterValidator(check_redis_url)]
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TolerationSpec(_Strict):
+    """A Kubernetes toleration, with Kubernetes' own field names and values."""
+
+    key: LabelKey | None = None
+    operator: Literal["Exists", "Equal"] | None = None
+    value: LabelValue | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
 
 
 class ContainerSettings(_Strict):
@@ -62,6 +90,10 @@ class ContainerSettings(_Strict):
     num_parallel: Annotated[int, Field(ge=1, le=256, strict=True)] | None = None
     keep_alive: KeepAlive = None
     max_loaded_models: Annotated[int, Field(ge=0, strict=True)] | None = None
+    # Kubernetes placement (`ollama-router k8s`); Docker ignores them.
+    node_selector: dict[LabelKey, LabelValue] | None = None
+    tolerations: list[TolerationSpec] | None = None
+    storage: Quantity | None = None  # a PersistentVolumeClaim of this size for the models
 
 
 class DefaultsSpec(ContainerSettings):
@@ -72,6 +104,22 @@ class ContainerSpec(ContainerSettings):
     gpus: list[Annotated[int, Field(strict=True)]] | None = None
     url: str | None = None
     port: Annotated[int, Field(ge=1, le=65535, strict=True)] | None = None
+    host: StrictStr | None = None  # a name in `hosts:`; default: the local engine
+
+
+class TlsSpec(_Strict):
+    """Files for a tcp:// engine with TLS, as docker-py's TLSConfig takes them
+    (relative paths are relative to the catalog file)."""
+
+    ca: StrictStr | None = None  # verify the engine against this CA (default: the system's CAs)
+    cert: StrictStr | None = None  # client certificate ...
+    key: StrictStr | None = None  # ... and its key
+
+
+class HostSpec(_Strict):
+    docker: DockerUrl  # unix:///var/run/docker.sock, tcp://box2:2376, ssh://ops@box3
+    address: Address  # where the router reaches this host's containers
+    tls: TlsSpec | None = None
 
 
 class ModelSpec(_Strict):
@@ -102,18 +150,56 @@ class RouterSpec(_Strict):
     cold_load_threshold: Seconds | None = None
     probe_timeout: Seconds | None = None
     connect_timeout: Seconds | None = None
+    # Deployment: router replicas (`ollama-router k8s`) and the Redis they share
+    replicas: Annotated[int, Field(ge=1, strict=True)] | None = None
+    redis_url: RedisUrl | None = None
 
 
 class CatalogSpec(_Strict):
     version: Annotated[int, Field(strict=True, ge=1, le=1)]
     defaults: DefaultsSpec = DefaultsSpec()
     router: RouterSpec = RouterSpec()
+    hosts: dict[str, HostSpec] = {}
     containers: dict[str, ContainerSpec]
     models: dict[str, ModelSpec]
 
 
 # ---------------------------------------------------------------------------
 # The resolved catalog: defaults merged, names normalised, read-only.
+
+
+@dataclass(frozen=True, slots=True)
+class TlsFiles:
+    ca: str | None = None
+    cert: str | None = None
+    key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Host:
+    """A Docker engine and the address its containers are reached at."""
+
+    name: str
+    docker: str | None  # None: the local engine (DOCKER_HOST, else the default socket)
+    address: str = "127.0.0.1"
+    tls: TlsFiles | None = None
+
+    @property
+    def bind(self) -> str:
+        """Where this host's Ollama servers listen (or are published): the address when it
+        is an IP, so nothing else on the box reaches them; else every interface."""
+        return self.address if is_ip(self.address) else "0.0.0.0"
+
+
+LOCAL = Host(LOCAL_HOST, docker=None)
+
+
+@dataclass(frozen=True, slots=True)
+class Toleration:
+    key: str | None = None
+    operator: str | None = None
+    value: str | None = None
+    effect: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +217,10 @@ class Container:
     num_parallel: int = DEFAULT_NUM_PARALLEL
     keep_alive: str | int | float = DEFAULT_KEEP_ALIVE
     max_loaded_models: int | None = None
+    host: str = LOCAL_HOST
+    node_selector: tuple[tuple[str, str], ...] = ()
+    tolerations: tuple[Toleration, ...] = ()
+    storage: str | None = None
 
     @property
     def listen_port(self) -> int:
@@ -174,6 +264,19 @@ class Catalog:
     models: dict[str, Model]  # by model key
     aliases: dict[str, str] = field(default_factory=dict)  # lower-case alias -> model key
     router: dict[str, Any] = field(default_factory=dict)  # the `router:` section, set fields only
+    hosts: dict[str, Host] = field(default_factory=dict)  # the `hosts:` section
+
+    def host_of(self, container: Container) -> Host:
+        return self.hosts.get(container.host, LOCAL)
+
+    def docker_hosts(self) -> list[Host]:
+        """The hosts whose Docker engines `up`, `down` and `status` visit: every declared
+        host, and the local engine when a managed container has no host (or none is declared)."""
+        hosts = list(self.hosts.values())
+        uses_local = any(c.managed and c.host == LOCAL_HOST for c in self.containers.values())
+        if LOCAL_HOST not in self.hosts and (uses_local or not self.hosts):
+            hosts.insert(0, LOCAL)
+        return hosts
 
     def resolve(self, name: object) -> Model | None:
         """A requested model name or alias to its catalog model (Ollama's lookup rules)."""

@@ -21,7 +21,7 @@ import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.models.containers import Container as DockerContainer
 
-from router.provision.errors import ProvisionError, docker_unavailable, explain
+from router.provision.errors import ProvisionError, explain
 from router.provision.spec import (
     LABEL_CONTAINER,
     LABEL_PROJECT,
@@ -32,10 +32,6 @@ from router.provision.spec import (
 
 Notify = Callable[[str, str], None]  # (container name, what happened)
 
-# docker-py's HTTP timeout, per socket read: an image pull streams progress, so
-# a long pull is fine while one that stalls (or a registry that never answers) ends.
-API_TIMEOUT = 60
-
 
 @dataclass(slots=True)
 class Outcome:
@@ -44,18 +40,7 @@ class Outcome:
     ok: bool = True
     message: str = ""
     docker_name: str = ""
-
-
-def connect(timeout: int = API_TIMEOUT, pool_size: int = 16) -> docker.DockerClient:
-    """A client that has answered a ping, or DockerUnavailable with how to fix it."""
-    try:
-        client = docker.from_env(timeout=timeout, max_pool_size=pool_size)
-        client.ping()
-    except DockerException as exc:
-        raise docker_unavailable(exc) from None
-    except OSError as exc:
-        raise docker_unavailable(exc) from None
-    return client
+    host: str = ""  # the catalog's host it is on
 
 
 def owned_containers(client: docker.DockerClient, project: str) -> dict[str, DockerContainer]:
@@ -85,23 +70,33 @@ def ensure_image(client: docker.DockerClient, image: str, notify: Notify = lambd
 
 
 def port_free(port: int, host: str = "127.0.0.1") -> bool:
-    """Could our container bind this port? (SO_REUSEADDR: a TIME_WAIT socket is no conflict.)"""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+    """Could our container bind this port? (SO_REUSEADDR: a TIME_WAIT socket is no conflict.)
+
+    An address this machine does not have belongs to another host: nothing to
+    tell from here, so the port counts as free and that host's engine decides.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
                 return False
+            if exc.errno == errno.EADDRNOTAVAIL:
+                return True
             raise
     return True
 
 
 def _check_port(spec: ContainerSpec) -> None:
     port = spec.listen_port if spec.uses_host_network else spec.port
-    if port is not None and not port_free(port):
+    # Every interface of a host known by name only: which machine that is, this one cannot tell.
+    if port is None or spec.bind == "0.0.0.0":
+        return
+    if not port_free(port, spec.bind):
         raise ProvisionError(
-            f"port {port} is already in use on this machine (another process or container listens there); "
+            f"port {port} is already in use at {spec.bind} (another process or container listens there); "
             f"free it or change the catalog's port for '{spec.name}'"
         )
 

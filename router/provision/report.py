@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -15,10 +16,10 @@ from rich.progress import (
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
-from rich.table import Table
+from rich.table import Column, Table
 
-from router.catalog.model import Catalog
-from router.provision.docker import Outcome
+from router.catalog.model import Catalog, Host
+from router.provision.docker import Notify, Outcome
 from router.provision.preload import PreloadResult
 from router.provision.pull import PullEvent, PullResult
 from router.provision.spec import ContainerSpec
@@ -66,6 +67,61 @@ class PullBars:
             self._progress.console.print(f"pulled {event.model} on {event.container}")
 
 
+class HostLines:
+    """One progress line per host while a command works on all of them at once:
+    containers done out of the host's total (when it has one), and what happened
+    last. Each event is also printed on a line of its own (`container: what`), as a log."""
+
+    def __init__(self, out: Console, hosts: list[Host], totals: dict[str, int]) -> None:
+        width = max((len(h.name) for h in hosts), default=0)
+        self._progress = Progress(
+            TextColumn("{task.fields[mark]}"),
+            TextColumn("{task.fields[host]}", table_column=Column(no_wrap=True, min_width=width)),
+            TextColumn("{task.fields[count]}"),
+            TextColumn("{task.fields[status]}", table_column=Column(no_wrap=True, overflow="ellipsis", ratio=1)),
+            console=out,
+            expand=True,
+        )
+        self._totals = totals
+        self._done = {h.name: 0 for h in hosts}
+        self._tasks = {h.name: self._progress.add_task(h.name, host=h.name, mark="·", count=self._count(h.name), status="connecting")
+                       for h in hosts}
+
+    def _count(self, host: str) -> str:
+        total = self._totals.get(host)
+        return f"{self._done[host]}/{total}" if total else ""
+
+    def __enter__(self) -> HostLines:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self._progress.stop()
+
+    def notifier(self, host: str) -> Notify:
+        def notify(name: str, what: str) -> None:
+            self._progress.console.print(f"{name}: {what}", highlight=False)
+            if what == "ready" or what.startswith("failed"):
+                self._done[host] += 1
+            self._progress.update(self._tasks[host], count=self._count(host), status=escape(f"{name}: {what}"))
+
+        return notify
+
+    def finish(self, host: str, summary: str, ok: bool = True) -> None:
+        status = escape(summary) if ok else f"[red]failed[/]: {escape(summary)}"
+        mark = "[green]✓[/]" if ok else "[red]✗[/]"
+        self._progress.update(self._tasks[host], count=self._count(host), status=status, mark=mark)
+        self._progress.stop_task(self._tasks[host])
+
+
+def outcome_summary(outcomes: list[Outcome]) -> str:
+    """`2 unchanged, 1 created` for a host's line."""
+    counts: dict[str, int] = {}
+    for outcome in outcomes:
+        counts[outcome.action] = counts.get(outcome.action, 0) + 1
+    return ", ".join(f"{n} {action}" for action, n in counts.items()) or "nothing to do"
+
+
 @dataclass(slots=True)
 class ContainerReport:
     spec: ContainerSpec | None
@@ -105,7 +161,8 @@ def merge_reports(
 
 def up_table(catalog: Catalog, reports: list[ContainerReport]) -> Table:
     table = Table(title=f"ollama-router up: {catalog.path}")
-    for column in ("container", "action", "GPUs", "address", "models", "result"):
+    hosts = bool(catalog.hosts)
+    for column in ("container", *(("host",) if hosts else ()), "action", "GPUs", "address", "models", "result"):
         table.add_column(column, overflow="fold")
     for report in reports:
         spec = report.spec
@@ -119,25 +176,28 @@ def up_table(catalog: Catalog, reports: list[ContainerReport]) -> Table:
         if report.ok and report.outcome.message:
             result += f" ({report.outcome.message})"
         address = spec.url if spec else "-"
-        table.add_row(report.outcome.name, report.outcome.action, gpus, address, "\n".join(models) or "-", result)
+        host = (report.outcome.host or "-",) if hosts else ()
+        table.add_row(report.outcome.name, *host, report.outcome.action, gpus, address, "\n".join(models) or "-", result)
     return table
 
 
-def down_table(project: str, outcomes: list[Outcome]) -> Table:
+def down_table(project: str, outcomes: list[Outcome], hosts: bool = False) -> Table:
     table = Table(title=f"ollama-router down: project {project}")
-    for column in ("container", "docker name", "result"):
+    for column in ("container", *(("host",) if hosts else ()), "docker name", "result"):
         table.add_column(column)
     for outcome in outcomes:
         result = outcome.action if outcome.ok else f"[red]failed[/]: {outcome.message}"
-        table.add_row(outcome.name, outcome.docker_name or "-", result)
+        host = (outcome.host or "-",) if hosts else ()
+        table.add_row(outcome.name, *host, outcome.docker_name or "-", result)
     return table
 
 
-def status_table(title: str, rows: list[StatusRow]) -> Table:
+def status_table(title: str, rows: list[StatusRow], hosts: bool = False) -> Table:
     table = Table(title=title)
-    for column in ("container", "state", "GPUs", "image", "health", "loaded models", "uptime"):
+    for column in ("container", "state", *(("host",) if hosts else ()), "GPUs", "image", "health", "loaded models", "uptime"):
         table.add_column(column, overflow="fold")
     for row in rows:
         loaded = "?" if row.loaded is None and row.url else ("\n".join(row.loaded) if row.loaded else "-")
-        table.add_row(row.container, row.state, row.gpus, row.image, row.health, loaded, row.uptime)
+        host = (row.host or "-",) if hosts else ()
+        table.add_row(row.container, row.state, *host, row.gpus, row.image, row.health, loaded, row.uptime)
     return table

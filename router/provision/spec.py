@@ -14,13 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from router.catalog.durations import format_duration, parse_keep_alive
-from router.catalog.model import OLLAMA_PORT, Catalog, Container
+from router.catalog.model import LOCAL_HOST, OLLAMA_PORT, Catalog, Container
 
 LABEL_PROJECT = "io.ollama-router.project"
 LABEL_CONTAINER = "io.ollama-router.container"
 LABEL_SPEC_HASH = "io.ollama-router.spec-hash"
 LABEL_GPUS = "io.ollama-router.gpus"
 LABEL_CATALOG = "io.ollama-router.catalog"
+LABEL_HOST = "io.ollama-router.host"
 
 MODEL_DIR = "/root/.ollama"
 # Every container of a catalog mounts this volume at MODEL_DIR unless the catalog
@@ -106,7 +107,9 @@ class ContainerSpec:
     port: int | None
     listen_port: int
     gpus: tuple[int, ...]
-    url: str  # where this machine reaches its Ollama
+    url: str  # where the router reaches its Ollama
+    host: str = LOCAL_HOST  # the catalog's host (Docker engine) it runs on
+    bind: str = "127.0.0.1"  # the host's IP its Ollama listens or is published on
     catalog_path: str = ""
     healthcheck: dict[str, Any] = field(default_factory=dict)
 
@@ -139,6 +142,7 @@ class ContainerSpec:
             LABEL_SPEC_HASH: self.spec_hash,
             LABEL_GPUS: ",".join(map(str, self.gpus)),
             LABEL_CATALOG: self.catalog_path,
+            LABEL_HOST: self.host,
         }
 
     def create_kwargs(self) -> dict[str, Any]:
@@ -168,8 +172,8 @@ class ContainerSpec:
         else:
             kwargs["network"] = self.network
         if not self.uses_host_network and self.port is not None:
-            # Published on loopback only: the router on this machine is the client.
-            kwargs["ports"] = {f"{OLLAMA_PORT}/tcp": ("127.0.0.1", self.port)}
+            # Published on the host's address only (loopback on the local engine): the router is the client.
+            kwargs["ports"] = {f"{OLLAMA_PORT}/tcp": (self.bind, self.port)}
         if self.gpus:
             kwargs["device_requests"] = [
                 DeviceRequest(driver="nvidia", device_ids=[str(g) for g in self.gpus], capabilities=[["gpu"]])
@@ -178,10 +182,12 @@ class ContainerSpec:
 
 
 def container_spec(catalog: Catalog, container: Container, project: str) -> ContainerSpec:
-    # Host network: listen on loopback at the catalog's port (Ollama's own default
-    # host), so nothing outside the machine reaches an unauthenticated Ollama.
-    # Other networks: all interfaces of the container, published on loopback.
-    listen_host = "127.0.0.1" if container.network == "host" else "0.0.0.0"
+    # Host network: listen at the catalog's port on the host's address (loopback,
+    # Ollama's own default, on the local engine), so nothing but the router reaches
+    # an unauthenticated Ollama. Other networks: all interfaces of the container,
+    # published on that address.
+    host = catalog.host_of(container)
+    listen_host = host.bind if container.network == "host" else "0.0.0.0"
     return ContainerSpec(
         project=project,
         name=container.name,
@@ -195,6 +201,8 @@ def container_spec(catalog: Catalog, container: Container, project: str) -> Cont
         listen_port=container.listen_port,
         gpus=container.gpus,
         url=container.url,
+        host=host.name,
+        bind=host.bind,
         catalog_path=str(Path(catalog.path).resolve()) if catalog.path else "",
         healthcheck={"test": HEALTHCHECK_TEST, **HEALTHCHECK},
     )

@@ -27,6 +27,7 @@ class StatusRow:
     loaded: list[str] | None  # None: could not ask
     uptime: str
     url: str = ""
+    host: str = ""
 
 
 def format_uptime(seconds: float) -> str:
@@ -56,13 +57,16 @@ def _parse_time(text: str) -> datetime | None:
         return None
 
 
-def docker_row(name: str, attrs: dict[str, Any], url: str, in_catalog: bool) -> StatusRow:
+def docker_row(name: str, attrs: dict[str, Any], url: str, placed: str | None, host: str = "") -> StatusRow:
+    """`placed`: where the catalog puts this container (None: nowhere); a row on another host is a leftover."""
     state = attrs.get("State", {})
     status = state.get("Status", "?")
     if status == "exited":
         status = f"exited ({state.get('ExitCode')})"
-    if not in_catalog:
+    if placed is None:
         status += " (not in catalog)"
+    elif placed != host:
+        status += f" (the catalog puts it on {placed})"
     health = (state.get("Health") or {}).get("Status", "-")
     uptime = "-"
     if state.get("Running"):
@@ -79,23 +83,33 @@ def docker_row(name: str, attrs: dict[str, Any], url: str, in_catalog: bool) -> 
         loaded=None,
         uptime=uptime,
         url=url if state.get("Running") else "",
+        host=host,
     )
 
 
-def status_rows(catalog: Catalog, inspected: dict[str, dict[str, Any]]) -> list[StatusRow]:
-    """One row per catalog container (managed or remote), then our containers the catalog dropped."""
+Inspected = dict[str, dict[str, Any]]  # `docker inspect` of our containers on one engine, by catalog name
+
+
+def status_rows(catalog: Catalog, by_host: dict[str, Inspected | None]) -> list[StatusRow]:
+    """One row per catalog container (managed or remote), then our containers on each
+    host that the catalog does not put there. `by_host[h]` None: host h did not answer."""
     rows: list[StatusRow] = []
     for container in catalog.containers.values():
+        gpus = ",".join(map(str, container.gpus)) or "-"
+        inspected = by_host.get(container.host)
         if not container.managed:
             rows.append(StatusRow(container.name, "remote", "-", "-", "-", None, "-", container.url))
+        elif inspected is None:
+            rows.append(StatusRow(container.name, "host unreachable", gpus, container.image, "-", None, "-", host=container.host))
         elif container.name in inspected:
-            rows.append(docker_row(container.name, inspected[container.name], container.url, True))
+            rows.append(docker_row(container.name, inspected[container.name], container.url, container.host, container.host))
         else:
-            gpus = ",".join(map(str, container.gpus)) or "-"
-            rows.append(StatusRow(container.name, "not created", gpus, container.image, "-", None, "-"))
-    for name, attrs in sorted(inspected.items()):
-        if name not in catalog.containers:
-            rows.append(docker_row(name, attrs, "", False))
+            rows.append(StatusRow(container.name, "not created", gpus, container.image, "-", None, "-", host=container.host))
+    for host, inspected in by_host.items():
+        for name, attrs in sorted((inspected or {}).items()):
+            placed = catalog.containers.get(name)
+            if placed is None or not placed.managed or placed.host != host:
+                rows.append(docker_row(name, attrs, "", placed.host if placed and placed.managed else None, host))
     return rows
 
 

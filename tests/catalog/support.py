@@ -98,3 +98,22 @@ def run_console_script(args: list[str], cwd: Path = REPO) -> Outcome:
     command = [str(script)] if script.exists() else [sys.executable, "-m", "router.cli"]
     done = subprocess.run([*command, *args], capture_output=True, text=True, timeout=60, cwd=cwd)
     return Outcome(done.returncode, done.stdout, done.stderr)
+
+
+def assert_refused_at_mark(validate: Validate, text: str, expected: str) -> Outcome:
+    """`validate` exits 1 and names the marked line, once, with a message holding `expected`."""
+    path, outcome = validate(text)
+    assert outcome.code == 1, outcome
+    problems = outcome.problems(path)
+    matching = [line for line, message in problems if expected in message]
+    assert matching == [marked_line(text)], problems
+    assert outcome.out == ""  # no table for a refused catalog
+    return outcome
+
+
+def assert_warned_at_mark(validate: Validate, text: str, expected: str) -> Outcome:
+    """`validate` exits 0 with one warning, `expected`, on the marked line."""
+    path, outcome = validate(text)
+    assert outcome.code == 0, outcome
+    assert outcome.problems(path) == [(marked_line(text), f"{expected} (warning)")]
+    return outcome

@@ -9,7 +9,17 @@ from pathlib import Path
 import pytest
 
 from router.catalog.loader import load_catalog
-from tests.catalog.support import BASE, EXAMPLES, M, Validate, edit, marked_line, run_cli, run_console_script
+from tests.catalog.support import (
+    BASE,
+    EXAMPLES,
+    M,
+    Validate,
+    assert_warned_at_mark,
+    edit,
+    marked_line,
+    run_cli,
+    run_console_script,
+)
 
 WARNINGS: list[tuple[str, str, str]] = [
     ("gpu-shared", edit("    gpus: [1]\n", f"    gpus: [0]{M}\n"), "GPU 0 is shared by containers 'llama-a' and 'llama-b'"),
@@ -22,9 +32,7 @@ WARNINGS: list[tuple[str, str, str]] = [
 
 @pytest.mark.parametrize(("text", "expected"), [(t, e) for _, t, e in WARNINGS], ids=[i for i, _, _ in WARNINGS])
 def test_warning_names_line_and_exits_0(validate: Validate, text: str, expected: str) -> None:
-    path, outcome = validate(text)
-    assert outcome.code == 0
-    assert outcome.problems(path) == [(marked_line(text), f"{expected} (warning)")]
+    outcome = assert_warned_at_mark(validate, text, expected)
     assert "llama3.2:3b" in outcome.out  # the table is still printed
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.catalog.support import BASE, M, Validate, edit, marked_line
+from tests.catalog.support import BASE, M, Validate, assert_refused_at_mark, edit
 
 # (id, broken catalog with the offending line marked, text the message must contain)
 RULES: list[tuple[str, str, str]] = [
@@ -101,12 +101,7 @@ RULES: list[tuple[str, str, str]] = [
 
 @pytest.mark.parametrize(("text", "expected"), [(t, e) for _, t, e in RULES], ids=[i for i, _, _ in RULES])
 def test_rule_names_file_and_line(validate: Validate, text: str, expected: str) -> None:
-    path, outcome = validate(text)
-    assert outcome.code == 1, outcome
-    problems = outcome.problems(path)
-    matching = [line for line, message in problems if expected in message]
-    assert matching == [marked_line(text)], problems
-    assert outcome.out == ""  # no table for a refused catalog
+    assert_refused_at_mark(validate, text, expected)
 
 
 def test_unclosed_flow_names_where_it_opened(validate: Validate) -> None:

@@ -101,24 +101,85 @@ def _rootfs_tar() -> bytes:
     return buffer.getvalue()
 
 
-@pytest.fixture(scope="session")
-def emulator_image(docker_client: Any) -> str:
-    """The test image, made once per session (and reused when it is already there)."""
-    if not BUSYBOX.is_file() or not _is_static(BUSYBOX):
-        pytest.skip("no static busybox at /bin/busybox (apt-get install busybox-static; ./scripts/test does it as root)")
+def ensure_test_image(client: Any) -> str:
+    """The test image in this engine: imported unless an earlier session left the same one."""
     from docker.errors import ImageNotFound
 
     rootfs = _rootfs_tar()
     digest = hashlib.sha256(rootfs).hexdigest()[:16]
     try:
-        if docker_client.images.get(TEST_IMAGE).labels.get(ROOTFS_LABEL) == digest:
+        if client.images.get(TEST_IMAGE).labels.get(ROOTFS_LABEL) == digest:
             return TEST_IMAGE  # made by an earlier session from the same files
     except ImageNotFound:
         pass
-    docker_client.api.import_image_from_data(
+    client.api.import_image_from_data(
         rootfs, repository=TEST_IMAGE.split(":")[0], tag="latest", changes=[f"LABEL {ROOTFS_LABEL}={digest}"]
     )
     return TEST_IMAGE
+
+
+@pytest.fixture(scope="session")
+def emulator_image(docker_client: Any) -> str:
+    """The test image, made once per session (and reused when it is already there)."""
+    if not BUSYBOX.is_file() or not _is_static(BUSYBOX):
+        pytest.skip("no static busybox at /bin/busybox (apt-get install busybox-static; ./scripts/test does it as root)")
+    return ensure_test_image(docker_client)
+
+
+@dataclass
+class SecondEngine:
+    """The second dockerd `./scripts/test` starts (scripts/docker-engine): another host."""
+
+    unix: str  # unix:///tmp/.../docker.sock
+    tcp: str  # tcp://127.0.0.1:PORT, TLS with a client certificate
+    tls_dir: Path  # ca.pem, cert.pem, key.pem
+    pid: int
+    client: Any
+
+    def stop(self, timeout: float = 60.0) -> None:
+        """Stop its dockerd as a shutdown would (SIGTERM: its containers stop too), and wait until it is gone."""
+        import signal
+        import time
+
+        os.kill(self.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while Path(f"/proc/{self.pid}").exists() and _state(self.pid) != "Z":
+            assert time.monotonic() < deadline, f"dockerd {self.pid} still runs {timeout:g}s after SIGTERM"
+            time.sleep(0.1)
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return "X"
+
+
+def _missing(reason: str) -> None:
+    """Under CI a missing set-up step fails the test; elsewhere it skips with the reason."""
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(reason, pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def second_engine(emulator_image: str) -> Iterator[SecondEngine]:
+    """The second Docker engine, with the test image; its dockerd's PID, to stop it."""
+    import docker
+
+    names = ("DOCKER_ENGINE2_HOST", "DOCKER_ENGINE2_TCP", "DOCKER_ENGINE2_DIR", "DOCKER_ENGINE2_PID")
+    found = {name: os.environ.get(name, "") for name in names}
+    if not all(found.values()):
+        _missing("no second Docker engine: ./scripts/test starts one as root (scripts/docker-engine, docker_engine_second_start)")
+    client = docker.DockerClient(base_url=found["DOCKER_ENGINE2_HOST"], timeout=60)
+    try:
+        client.ping()
+    except Exception as exc:
+        _missing(f"the second Docker engine at {found['DOCKER_ENGINE2_HOST']} does not answer ({exc})")
+    ensure_test_image(client)
+    yield SecondEngine(found["DOCKER_ENGINE2_HOST"], found["DOCKER_ENGINE2_TCP"], Path(found["DOCKER_ENGINE2_DIR"]),
+                       int(found["DOCKER_ENGINE2_PID"]), client)
+    client.close()
 
 
 def host_mounts() -> list[str]:
@@ -165,6 +226,7 @@ def render_catalog(
     models: dict[str, list[str]],
     ports: dict[str, int],
     volume: str,
+    hosts: dict[str, dict[str, Any]] | None = None,
 ) -> str:
     """A catalog YAML whose containers run the emulator from the test image."""
     import yaml
@@ -180,6 +242,7 @@ def render_catalog(
     body = {
         "version": 1,
         "defaults": defaults,
+        **({"hosts": hosts} if hosts else {}),
         "containers": {name: {"port": ports[name], **fields} for name, fields in containers.items()},
         "models": {tag: {"containers": names} for tag, names in models.items()},
     }
@@ -193,11 +256,14 @@ def make_catalog(tmp_path: Path, docker_client: Any, emulator_image: str) -> Ite
     volume = f"{project}-models"
     ports: dict[str, int] = {}
 
-    def factory(containers: dict[str, dict[str, Any]], models: dict[str, list[str]], name: str = "catalog") -> ProvisionCatalog:
+    def factory(
+        containers: dict[str, dict[str, Any]], models: dict[str, list[str]], name: str = "catalog",
+        hosts: dict[str, dict[str, Any]] | None = None,
+    ) -> ProvisionCatalog:
         for container in containers:
             ports.setdefault(container, free_port())
         path = tmp_path / f"{name}.yaml"
-        path.write_text(render_catalog(containers, models, ports, volume))
+        path.write_text(render_catalog(containers, models, ports, volume, hosts))
         return ProvisionCatalog(path, project, dict(ports), volume)
 
     yield factory

@@ -37,10 +37,40 @@ def test_an_invalid_project_name_is_refused(capsys: pytest.CaptureFixture[str]) 
 
 
 @pytest.mark.parametrize(
-    ("command", "words"), [("up", "--prune"), ("down", "--volumes"), ("status", "loaded"), ("compose", "--output")]
+    ("command", "words"),
+    [("up", "--prune"), ("down", "--volumes"), ("status", "loaded"), ("compose", "--output"), ("k8s", "--keys-secret")],
 )
 def test_help_describes_each_command(command: str, words: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main([command, "--help"])
     assert exit_info.value.code == 0
     assert words in capsys.readouterr().out
+
+
+def _two_hosts(tmp_path: Path, box2: str) -> Path:
+    path = tmp_path / "hosts.yaml"
+    path.write_text(
+        "version: 1\n"
+        "hosts:\n"
+        "  box1: {docker: 'tcp://127.0.0.1:9', address: 127.0.0.1}\n"
+        f"  box2: {box2}\n"
+        "containers:\n"
+        "  a: {port: 11501, host: box1}\n"
+        "  b: {port: 11501, host: box2}\n"
+        "models:\n"
+        "  llama3.2: {containers: [a, b]}\n"
+    )
+    return path
+
+
+@pytest.mark.parametrize("command", ["up", "down", "status"])
+def test_every_unreachable_host_is_named_with_why(command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Nothing listens at port 9 (discard) on loopback; box2's TLS files do not exist."""
+    box2 = "{docker: 'tcp://127.0.0.1:2376', address: 10.0.0.2, tls: {ca: missing/ca.pem}}"
+    path = _two_hosts(tmp_path, box2)
+    assert main([command, str(path)]) == 1
+    captured = capsys.readouterr()
+    output = captured.out + captured.err
+    assert "Traceback" not in output
+    assert "cannot reach the Docker engine of host 'box1' at tcp://127.0.0.1:9 (connection refused)" in captured.err
+    assert f"host 'box2': tls ca file {tmp_path / 'missing' / 'ca.pem'} does not exist" in captured.err

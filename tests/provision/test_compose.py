@@ -84,3 +84,59 @@ def test_docker_compose_config_accepts_it(rendered: Path) -> None:
     assert result.returncode == 0, result.stderr
     config = yaml.safe_load(result.stdout)
     assert config["services"]["embed"]["deploy"]["resources"]["reservations"]["devices"][0]["device_ids"] == ["3"]
+
+
+# A catalog with hosts: one Compose file per host, the router in compose.yaml.
+
+HOSTS_CATALOG = REPO / "catalog" / "hosts.yaml"
+
+
+@pytest.fixture(scope="module")
+def per_host(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("compose-hosts")
+    # A container without host: runs on the local engine, which gets its own file.
+    catalog = out / "hosts.yaml"
+    catalog.write_text(HOSTS_CATALOG.read_text().replace("models:\n", "  plain: {port: 11600}\nmodels:\n", 1)
+                       .replace("containers: [embed]", "containers: [embed, plain]"))
+    assert main(["compose", str(catalog), "-o", str(out / "stack")]) == 0
+    return out / "stack"
+
+
+def test_each_host_gets_its_own_file_with_its_containers_at_its_address(per_host: Path) -> None:
+    assert sorted(p.name for p in per_host.iterdir()) == [
+        "catalog.yaml", "compose-box1.yaml", "compose-box2.yaml", "compose-box3.yaml", "compose-local.yaml", "compose.yaml"
+    ]
+    box1 = load(per_host / "compose-box1.yaml")["services"]
+    assert set(box1) == {"llama-1", "embed"}
+    assert box1["llama-1"]["ports"] == ["10.0.0.1:11501:11434"]
+    assert box1["embed"]["deploy"]["resources"]["reservations"]["devices"][0]["device_ids"] == ["1"]
+    box2 = load(per_host / "compose-box2.yaml")["services"]
+    assert set(box2) == {"llama-2"} and box2["llama-2"]["ports"] == ["10.0.0.2:11501:11434"]  # same port, other box
+    assert load(per_host / "compose-box3.yaml")["services"]["qwen-72b"]["environment"]["OLLAMA_NUM_PARALLEL"] == "2"
+    assert load(per_host / "compose-local.yaml")["services"]["plain"]["ports"] == ["127.0.0.1:11600:11434"]
+
+
+def test_the_router_alone_reaches_every_host_at_its_address(per_host: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    services = load(per_host / "compose.yaml")["services"]
+    assert set(services) == {"router"}
+    assert services["router"]["network_mode"] == "host"  # loopback and the hosts' addresses alike
+    capsys.readouterr()
+    assert main(["validate", str(per_host / "catalog.yaml")]) == 0, capsys.readouterr().err
+    routed = load_catalog(per_host / "catalog.yaml").catalog
+    assert {n: c.url for n, c in routed.containers.items()} == {
+        "llama-1": "http://10.0.0.1:11501", "llama-2": "http://10.0.0.2:11501", "qwen-72b": "http://10.0.0.3:11502",
+        "embed": "http://10.0.0.1:11504", "plain": "http://127.0.0.1:11600",
+    }
+    assert not routed.hosts and not any(c.managed for c in routed.containers.values())
+
+
+@pytest.mark.parametrize("name", ["compose.yaml", "compose-box1.yaml", "compose-box2.yaml", "compose-box3.yaml", "compose-local.yaml"])
+def test_every_per_host_file_passes_the_compose_validators(per_host: Path, name: str) -> None:
+    checker = Path(sys.executable).with_name("check-jsonschema")
+    result = subprocess.run([str(checker), "--builtin-schema", "vendor.compose-spec", str(per_host / name)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    if shutil.which("docker-compose") is None:
+        pytest.skip("docker-compose is not installed (apt-get install docker-compose; ./scripts/test does it as root)")
+    result = subprocess.run(["docker-compose", "-f", name, "config"], cwd=per_host, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
