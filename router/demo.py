@@ -65,7 +65,7 @@ async def start_emulators(catalog: Catalog, *, tokens_per_second: float, load_ti
         models = catalog.models_on(name)
         config = EmulatorConfig(
             host="127.0.0.1",
-            port=container.port if _port_free(container.port) else 0,
+            port=container.port if container.port is not None and _port_free(container.port) else 0,
             models=[m.tag for m in models if not m.is_embedding],
             embedding_models=[m.tag for m in models if m.is_embedding],
             load_time=load_time,
