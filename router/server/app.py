@@ -3,9 +3,10 @@ background tasks' lifecycle.
 
 Middleware, outermost first:
 - edge: pins the current runtime to the request, gives it a record and a
-  request id, renders every error in the API's shape (the one place), and
-  once per request writes the access line and the metrics from the record;
-- origin: foreign browser origins and rebound Host headers, CORS preflights;
+  request id, applies the runtime's origin policy (foreign browser origins,
+  rebound Host headers, CORS preflights), renders every error in the API's
+  shape (the one place), and once per request writes the access line and the
+  metrics from the record;
 - auth (with a keys file): the key, admin paths, the key's rate.
 Handlers read bodies through the runtime's body reader (size and time limits).
 """
@@ -32,7 +33,7 @@ from router.http.record import Record
 from router.limits import Limits
 from router.logs import AccessLog
 from router.server import admin, ollama_api, openai_api
-from router.server.context import RECORD, RUNTIME, SERVICES, record_of, runtime_of
+from router.server.context import RECORD, RUNTIME, SERVICES, record_of
 from router.server.reload import RELOADER, CatalogSource, Reloader
 from router.server.runner import RUNNER_OPTIONS, RunnerOptions
 from router.server.runtime import Services, build_services
@@ -92,9 +93,11 @@ def make_edge(services: Services) -> Middleware:
         api = api_for(request.path)
         record = Record(_request_id(request), api.name, request.method, request.path)
         request[RECORD] = record
-        request[RUNTIME] = holder.current  # the request keeps the runtime it started under
+        runtime = request[RUNTIME] = holder.current  # the request keeps the runtime it started under
         try:
-            response = await handler(request)
+            # Host and Origin checks, CORS preflights: here rather than a middleware of their
+            # own (one layer less on every request), by the runtime's current policy
+            response = await runtime.origins.gate(request, handler)
         except RouterError as exc:
             record.error = exc.message
             response = api.render(exc, record.request_id)
@@ -145,11 +148,6 @@ def _finish(
     access_log.write({k: v for k, v in fields.items() if v is not None})
     # metrics count a client that left apart (499); the log line says client_left
     observe(record, CLIENT_LEFT if record.client_left else status, content_type)
-
-
-@web.middleware
-async def origin_check(request: web.Request, handler: Handler) -> web.StreamResponse:
-    return await runtime_of(request).origins.gate(request, handler)
 
 
 async def _deep_checks(services: Services) -> None:
@@ -236,7 +234,7 @@ def create_app(
     services = build_services(catalog, settings, source_text=source_text, limits=limits, access_log=access_log)
     reloader = Reloader(services, source) if source is not None else None
     redact_server_logs()
-    middlewares: list[Middleware] = [make_edge(services), origin_check]
+    middlewares: list[Middleware] = [make_edge(services)]
     if services.keys is not None:
         middlewares.append(auth_middleware(services.keys, services.limits, services.events, record_of))
     app = web.Application(
