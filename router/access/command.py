@@ -119,28 +119,33 @@ def run_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_revoke(args: argparse.Namespace) -> int:
+def _with_key(args: argparse.Namespace) -> tuple[Path, KeysFile] | str:
+    """The keys file holding key `args.name`, or what is wrong."""
     path = Path(args.file)
     try:
         current = _read(path)
     except KeysFileError as exc:
-        return _fail(str(exc))
-    kept = [entry for entry in current.keys if entry.name != args.name]
-    if len(kept) == len(current.keys):
-        return _fail(f"{path}: no key named '{args.name}'")
-    _write(path, KeysFile(keys=kept))
+        return str(exc)
+    if not any(entry.name == args.name for entry in current.keys):
+        return f"{path}: no key named '{args.name}'"
+    return path, current
+
+
+def run_revoke(args: argparse.Namespace) -> int:
+    found = _with_key(args)
+    if isinstance(found, str):
+        return _fail(found)
+    path, current = found
+    _write(path, KeysFile(keys=[entry for entry in current.keys if entry.name != args.name]))
     print(f"revoked key '{args.name}' in {path}", file=sys.stderr)
     return 0
 
 
 def run_rotate(args: argparse.Namespace) -> int:
-    path = Path(args.file)
-    try:
-        current = _read(path)
-    except KeysFileError as exc:
-        return _fail(str(exc))
-    if not any(entry.name == args.name for entry in current.keys):
-        return _fail(f"{path}: no key named '{args.name}'")
+    found = _with_key(args)
+    if isinstance(found, str):
+        return _fail(found)
+    path, current = found
     key = new_key()
     rotated = [entry.model_copy(update={"key_sha256": hash_key(key)}) if entry.name == args.name else entry for entry in current.keys]
     _write(path, KeysFile(keys=rotated))
