@@ -32,3 +32,6 @@ def sse_event(value: object) -> bytes:
     return b"data: " + dumps(value) + b"\n\n"
 
 
+def sse_named(event: str, data: bytes) -> bytes:
+    """One `event:` + `data:` record (the Responses and Anthropic streams)."""
+    return b"event: " + event.encode() + b"\ndata: " + data + b"\n\n"
