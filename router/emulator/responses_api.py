@@ -22,14 +22,14 @@ from router.emulator.engine import Job
 from router.emulator.envelopes import STREAM_HEADERS, aborted, openai_error, written
 from router.emulator.errors import ApiError
 from router.emulator.gojson import go_any, go_dumps, go_number, raw_json
-from router.emulator.responses import sse_named
+from router.emulator.responses import encoded_json, event_stream_once, sse_named
 from router.emulator.responses_request import REQUEST_TYPES, ResponsesRequest, parse_request
 from router.emulator.state import Emulator
 from router.emulator.streaming import Framing, stream_job
 from router.emulator.tools import call_arguments
 from router.emulator.turns import turn_job
 from router.emulator.validation import chat_model, check_think
-from router.wire import JSON, SSE
+from router.wire import SSE
 
 PATH = "/v1/responses"
 NOT_FOUND = "model '{}' not found"
@@ -311,12 +311,12 @@ class ResponsesApi:
             await self.engine.load_only(info, None, fault)
             if parsed.stream:
                 events = EventStream(echo, response_id, item_id, model, None)
-                return await _sse_once(request, events.end())
-            return _json(echo.struct(response_id, model, [_message_item(item_id, "")], None))
+                return await event_stream_once(request, events.end(), STREAM_HEADERS)
+            return encoded_json(echo.struct(response_id, model, [_message_item(item_id, "")], None))
         job = turn_job(self.emulator, info, turn, fault)
         if not parsed.stream:
             await self.engine.complete(job)
-            return _json(echo.struct(response_id, model, _output(response_id, item_id, job), job))
+            return encoded_json(echo.struct(response_id, model, _output(response_id, item_id, job), job))
         events = EventStream(echo, response_id, item_id, model, job)
         return await stream_job(request, self.engine, job, Framing(
             SSE,
@@ -345,14 +345,3 @@ def _output(response_id: str, item_id: str, job: Job) -> list[dict[str, Any]]:
         output.append(_message_item(item_id, job.content_text()))
     return output
 
-
-def _json(value: dict[str, Any]) -> web.Response:
-    return web.Response(body=go_dumps(value) + b"\n", headers={"Content-Type": JSON})
-
-
-async def _sse_once(request: web.Request, data: bytes) -> web.StreamResponse:
-    response = web.StreamResponse(headers={**STREAM_HEADERS, "Content-Type": SSE})
-    await response.prepare(request)
-    await response.write(data)
-    await response.write_eof()
-    return response

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from router.emulator.admin import AdminApi
+from router.emulator.anthropic_api import AnthropicApi
 from router.emulator.catalog_api import CatalogApi
 from router.emulator.cloud import DETAILS_UNAVAILABLE, Cloud
 from router.emulator.config import EmulatorConfig
@@ -52,6 +53,7 @@ def _routes(emulator: Emulator, gate: Gate) -> dict[str, dict[str, Handler]]:
     admin = AdminApi(emulator)
     cloud = Cloud(emulator)
     responses = ResponsesApi(emulator, cloud)
+    messages = AnthropicApi(emulator, cloud)
 
     def model(handler: Handler) -> Handler:
         # The gate is folded in; a cloud model name never reaches the handler.
@@ -80,6 +82,7 @@ def _routes(emulator: Emulator, gate: Gate) -> dict[str, dict[str, Handler]]:
         "/v1/models": {"GET": plain(openai.models)},
         "/v1/models/{model}": {"GET": plain(cloud.path_passthrough(openai.model))},
         "/v1/responses": {"POST": model(responses.create)},
+        "/v1/messages": {"POST": model(messages.create)},
         "/_emulator/faults": {
             "GET": plain(admin.list_faults), "POST": plain(admin.add_fault), "DELETE": plain(admin.clear_faults),
         },
