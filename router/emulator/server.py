@@ -29,6 +29,7 @@ from router.emulator.native import NativeApi
 from router.emulator.openai_api import OpenAIApi
 from router.emulator.responses_api import ResponsesApi
 from router.emulator.state import Emulator
+from router.emulator.transcription import TranscriptionApi
 from router.emulator.versions import serves
 from router.emulator.wrappers import counted, guarded
 from router.wire import TEXT, Listening, is_loopback, start_site
@@ -54,6 +55,7 @@ def _routes(emulator: Emulator, gate: Gate) -> dict[str, dict[str, Handler]]:
     cloud = Cloud(emulator)
     responses = ResponsesApi(emulator, cloud)
     messages = AnthropicApi(emulator, cloud)
+    transcriptions = TranscriptionApi(emulator, cloud)
 
     def model(handler: Handler) -> Handler:
         # The gate is folded in; a cloud model name never reaches the handler.
@@ -83,6 +85,8 @@ def _routes(emulator: Emulator, gate: Gate) -> dict[str, dict[str, Handler]]:
         "/v1/models/{model}": {"GET": plain(cloud.path_passthrough(openai.model))},
         "/v1/responses": {"POST": model(responses.create)},
         "/v1/messages": {"POST": model(messages.create)},
+        # No cloud passthrough on this route (docs/ollama-wire-2026.md §6.2): the handler decides.
+        "/v1/audio/transcriptions": {"POST": counted(emulator, transcriptions.create, gate)},
         "/_emulator/faults": {
             "GET": plain(admin.list_faults), "POST": plain(admin.add_fault), "DELETE": plain(admin.clear_faults),
         },
