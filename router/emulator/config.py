@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 from router.catalog.durations import parse_env_keep_alive, parse_keep_alive
 
+# The newest stable release (docs/ollama-wire-2026.md §1): what an emulator is unless told.
+DEFAULT_VERSION = "0.32.15"
 # The OpenAI chat stream dialect changed in this release (ollama-api.md 10.1).
 CURRENT_STREAM_DIALECT_SINCE = (0, 32, 6)
 # /api/tags capabilities and details.context_length appeared here (13).
@@ -40,7 +42,7 @@ class EmulatorConfig:
     max_queue: int = 512
     max_loaded_models: int = 3
     keep_alive: str | float = "5m"
-    version: str = "0.32.15"  # the newest stable release (docs/ollama-wire-2026.md §1)
+    version: str = DEFAULT_VERSION
     allow_pull: bool = True
     response_tokens: int = 24
     # OLLAMA_CONTEXT_LENGTH: the num_ctx of loads that do not ask; 0 = from the VRAM tier (§7.1)
