@@ -37,6 +37,19 @@ class Reply:
         return [chunk[len(b"data: ") :].decode() for chunk in chunks]
 
 
+def named_events(body: bytes) -> list[tuple[str, dict[str, Any], bytes]]:
+    """`event:` + `data:` records (Responses, Anthropic): (name, data, raw data bytes),
+    the framing asserted on the way: exactly two lines per record, a blank line after each."""
+    assert body.endswith(b"\n\n"), body[-80:]
+    records = []
+    for chunk in body[:-2].split(b"\n\n"):
+        event_line, data_line = chunk.split(b"\n")
+        assert event_line.startswith(b"event: ") and data_line.startswith(b"data: "), chunk
+        data = data_line[len(b"data: ") :]
+        records.append((event_line[len(b"event: ") :].decode(), json.loads(data), data))
+    return records
+
+
 def raw(
     url: str,
     method: str,
