@@ -103,8 +103,8 @@ class Cloud:
         url = f"{CLOUD_BASE_URL}{path}?ts={int(time.time())}"
         return 502, f'{method.capitalize()} "{url}": {DIAL_ERROR}'
 
-    def refuse(self, request: web.Request, operation: str = INFERENCE_UNAVAILABLE) -> web.Response:
-        status, message = self.refusal(request.method, request.path, operation)
+    def refuse(self, request: web.Request, operation: str = INFERENCE_UNAVAILABLE, path: str = "") -> web.Response:
+        status, message = self.refusal(request.method, path or request.path, operation)
         return native_json({"error": message}, status)
 
     def passthrough(self, handler: Handler, operation: str = INFERENCE_UNAVAILABLE) -> Handler:
@@ -128,8 +128,9 @@ class Cloud:
 
         @functools.wraps(handler)
         async def wrapper(request: web.Request) -> web.StreamResponse:
-            if cloud_base(request.match_info.get("model", "")) is not None:
-                return self.refuse(request, DETAILS_UNAVAILABLE)
+            base = cloud_base(request.match_info.get("model", ""))
+            if base is not None:
+                return self.refuse(request, DETAILS_UNAVAILABLE, f"/v1/models/{base}")
             return await handler(request)
 
         return wrapper
