@@ -3,7 +3,8 @@
 What counts (since start):
 - requests: every request to a model endpoint (/api/generate, /api/chat,
   /api/embed, /api/embeddings, /v1/chat/completions, /v1/completions,
-  /v1/embeddings), whatever its outcome: load/unload pings, keep-warm
+  /v1/embeddings, /v1/responses, /v1/messages, /v1/audio/transcriptions),
+  whatever its outcome: load/unload pings, keep-warm
   requests, errors and injected faults included. Listing, show, pull,
   version and /_emulator/* are not counted.
 - in_flight: model requests being handled right now (queued ones included).
