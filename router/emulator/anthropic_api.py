@@ -16,22 +16,17 @@ from typing import Any
 from aiohttp import web
 
 from router.emulator.anthropic_request import REQUEST_TYPES, MessagesRequest, parse_request
-from router.emulator.cloud import INFERENCE_UNAVAILABLE, WEB_SEARCH_UNAVAILABLE, Cloud, cloud_base, cloud_disabled
+from router.emulator.cloud import WEB_SEARCH_UNAVAILABLE, cloud_base, cloud_disabled
+from router.emulator.compat import ChatLayer, ChatRequest
 from router.emulator.decode import bind_json
 from router.emulator.engine import Job
-from router.emulator.envelopes import STREAM_HEADERS, aborted, anthropic_error, random_hex_id, written
+from router.emulator.envelopes import anthropic_error, random_hex_id
 from router.emulator.errors import ApiError
 from router.emulator.gojson import go_dumps
-from router.emulator.responses import encoded_json, event_stream_once, sse_named
-from router.emulator.state import Emulator
-from router.emulator.streaming import Framing, stream_job
-from router.emulator.turns import turn_job
-from router.emulator.validation import chat_model
+from router.emulator.responses import sse_named
 from router.emulator.versions import ANTHROPIC_EFFORT_SINCE, at_least
-from router.wire import SSE
 
 PATH = "/v1/messages"
-NOT_FOUND = "model '{}' not found"
 
 
 def stop_reason(done_reason: str, called_tools: bool) -> str:
@@ -56,7 +51,11 @@ def _tool_use(call: dict[str, Any], arguments: dict[str, Any]) -> dict[str, Any]
     return {"type": "tool_use", "id": call["id"], "name": call["function"]["name"], "input": arguments}
 
 
-def message_body(message_id: str, model: str, job: Job | None, done_reason: str) -> dict[str, Any]:
+def _done_reason(job: Job | None) -> str:
+    return job.done_reason if job else "load"  # no job: the request only loaded the model
+
+
+def message_body(message_id: str, model: str, job: Job | None) -> dict[str, Any]:
     """The non-streamed reply: thinking, text, then tool_use blocks; content null when there are none."""
     content: list[dict[str, Any]] = []
     calls = (job.tool_calls if job else None) or []
@@ -68,7 +67,7 @@ def message_body(message_id: str, model: str, job: Job | None, done_reason: str)
     body: dict[str, Any] = {
         "id": message_id, "type": "message", "role": "assistant", "model": model, "content": content or None,
     }
-    reason = stop_reason(done_reason, bool(calls))
+    reason = stop_reason(_done_reason(job), bool(calls))
     if reason:
         body["stop_reason"] = reason
     body["usage"] = _usage(job)
@@ -152,66 +151,44 @@ class EventStream:
             self.calls_sent = True
         return out
 
-    def end(self, done_reason: str) -> bytes:
+    def end(self) -> bytes:
         out = self._start()
         if self.text_open or (self.thinking_open and not self.thinking_done):
             out += self._event("content_block_stop", {"index": self.index})
-        reason = stop_reason(done_reason, self.calls_sent)
+        reason = stop_reason(_done_reason(self.job), self.calls_sent)
         out += self._event("message_delta", {"delta": {"stop_reason": reason} if reason else {}, "usage": _usage(self.job)})
         return out + self._event("message_stop", {})
 
 
-class AnthropicApi:
-    def __init__(self, emulator: Emulator, cloud: Cloud) -> None:
-        self.emulator = emulator
-        self.engine = emulator.engine
-        self.faults = emulator.faults
-        self.cloud = cloud
-        self.efforts = at_least(emulator.config, ANTHROPIC_EFFORT_SINCE)
+class AnthropicReply:
+    """One request's reply: its id fixed, written whole or as events."""
 
-    async def create(self, request: web.Request) -> web.StreamResponse:
-        try:
-            body = await bind_json(request, "MessagesRequest", REQUEST_TYPES, "anthropic")
-            parsed = parse_request(body, efforts=self.efforts)
-            if parsed.has_web_search and cloud_base(parsed.model) is not None and cloud_disabled(self.emulator.config):
-                raise ApiError(*self.cloud.refusal("POST", PATH, WEB_SEARCH_UNAVAILABLE))
-        except ApiError as exc:
-            return aborted(anthropic_error(exc.message, exc.status), exc.status)
-        try:
-            return await self._answer(request, parsed)
-        except ApiError as exc:
-            return written(anthropic_error(exc.message, exc.status), exc.status, streaming=parsed.stream)
+    def __init__(self, model: str, estimated_input_tokens: int) -> None:
+        self.message_id = random_hex_id("msg")
+        self.model = model
+        self.estimate = estimated_input_tokens
 
-    async def _answer(self, request: web.Request, parsed: MessagesRequest) -> web.StreamResponse:
-        if parsed.has_web_search and cloud_base(parsed.model) is not None:
-            # Search orchestration keeps the local layer and sends the chat to ollama.com (§6.2).
-            raise ApiError(*self.cloud.refusal("POST", "/api/chat", INFERENCE_UNAVAILABLE))
-        model, info = chat_model(self.emulator, {"model": parsed.model}, NOT_FOUND)
-        turn = parsed.turn
-        if not info.thinking and turn.think not in (None, False):
-            turn.think = None  # relaxed: a model that cannot think just answers (§4.3)
-        fault = self.faults.for_request(info.key, PATH)
-        message_id = random_hex_id("msg")
-        if not turn.messages:
-            # Every message converted to nothing: the chat handler only loads the model.
-            await self.engine.load_only(info, None, fault)
-            if parsed.stream:
-                events = EventStream(message_id, model, parsed.estimated_input_tokens, None)
-                return await event_stream_once(request, events.end("load"), STREAM_HEADERS)
-            return encoded_json(message_body(message_id, model, None, "load"))
-        job = turn_job(self.emulator, info, turn, fault)
-        if not parsed.stream:
-            await self.engine.complete(job)
-            return encoded_json(message_body(message_id, model, job, job.done_reason))
-        events = EventStream(message_id, model, parsed.estimated_input_tokens, job)
-        return await stream_job(request, self.engine, job, Framing(
-            SSE,
-            token=events.token,
-            end=lambda: events.end(job.done_reason),
-            cut=lambda message: b"",
-            error=lambda exc: written(anthropic_error(exc.message, exc.status), exc.status, streaming=True),
-            thinking=events.thinking,
-            tools=events.tools,
-            headers=STREAM_HEADERS,
-        ))
+    def body(self, job: Job | None) -> dict[str, Any]:
+        return message_body(self.message_id, self.model, job)
 
+    def events(self, job: Job | None) -> EventStream:
+        return EventStream(self.message_id, self.model, self.estimate, job)
+
+
+class AnthropicApi(ChatLayer):
+    path = PATH
+    relax_thinking = True
+
+    async def parse(self, request: web.Request) -> ChatRequest:
+        body = await bind_json(request, "MessagesRequest", REQUEST_TYPES, "anthropic")
+        parsed = parse_request(body, efforts=at_least(self.emulator.config, ANTHROPIC_EFFORT_SINCE))
+        if parsed.has_web_search and cloud_base(parsed.model) is not None and cloud_disabled(self.emulator.config):
+            raise ApiError(*self.cloud.refusal("POST", PATH, WEB_SEARCH_UNAVAILABLE))
+        return parsed
+
+    def envelope(self, message: str, status: int) -> dict[str, Any]:
+        return anthropic_error(message, status)
+
+    def reply(self, parsed: ChatRequest, model: str) -> AnthropicReply:
+        estimate = parsed.estimated_input_tokens if isinstance(parsed, MessagesRequest) else 0
+        return AnthropicReply(model, estimate)

@@ -14,6 +14,7 @@ import string
 from dataclasses import dataclass
 from typing import Any
 
+from router.emulator.compat import ChatRequest
 from router.emulator.decode import BOOL, INT, STRING, go_kind
 from router.emulator.errors import ApiError
 from router.emulator.gojson import go_any, go_dumps
@@ -35,13 +36,8 @@ _BASE64_ALPHABET = frozenset(string.ascii_letters + string.digits + "+/")
 
 
 @dataclass(slots=True)
-class MessagesRequest:
-    body: dict[str, Any]
-    model: str
-    stream: bool
-    turn: Turn
-    has_web_search: bool  # a server tool (type web_search_*): the emulator never searches
-    estimated_input_tokens: int  # what message_start reports (§4.5)
+class MessagesRequest(ChatRequest):
+    estimated_input_tokens: int = 0  # what message_start reports (§4.5)
 
 
 def _field_error(value: object, struct: str, field: str, go_type: str) -> ApiError:

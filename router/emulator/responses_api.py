@@ -16,23 +16,16 @@ from typing import Any
 
 from aiohttp import web
 
-from router.emulator.cloud import INFERENCE_UNAVAILABLE, Cloud, cloud_base
+from router.emulator.compat import ChatLayer, ChatRequest
 from router.emulator.decode import bind_json
 from router.emulator.engine import Job
-from router.emulator.envelopes import STREAM_HEADERS, aborted, openai_error, written
-from router.emulator.errors import ApiError
+from router.emulator.envelopes import openai_error
 from router.emulator.gojson import go_any, go_dumps, go_number, raw_json
-from router.emulator.responses import encoded_json, event_stream_once, sse_named
-from router.emulator.responses_request import REQUEST_TYPES, ResponsesRequest, parse_request
-from router.emulator.state import Emulator
-from router.emulator.streaming import Framing, stream_job
+from router.emulator.responses import sse_named
+from router.emulator.responses_request import REQUEST_TYPES, parse_request
 from router.emulator.tools import call_arguments
-from router.emulator.turns import turn_job
-from router.emulator.validation import chat_model, check_think
-from router.wire import SSE
 
 PATH = "/v1/responses"
-NOT_FOUND = "model '{}' not found"
 
 
 def _random_id(prefix: str) -> str:
@@ -278,56 +271,33 @@ class EventStream:
         return out + self._event("response.completed", {"response": response})
 
 
-class ResponsesApi:
-    def __init__(self, emulator: Emulator, cloud: Cloud) -> None:
-        self.emulator = emulator
-        self.engine = emulator.engine
-        self.faults = emulator.faults
-        self.cloud = cloud
+class ResponsesReply:
+    """One request's reply: its ids and echo fixed, written whole or as events."""
 
-    async def create(self, request: web.Request) -> web.StreamResponse:
-        try:
-            body = await bind_json(request, "ResponsesRequest", REQUEST_TYPES, "openai")
-            parsed = parse_request(body)
-        except ApiError as exc:
-            return aborted(openai_error(exc.message, exc.status), exc.status)
-        try:
-            return await self._answer(request, parsed)
-        except ApiError as exc:
-            return written(openai_error(exc.message, exc.status), exc.status, streaming=parsed.stream)
+    def __init__(self, body: dict[str, Any], model: str) -> None:
+        self.echo = Echo(body)
+        self.model = model
+        self.response_id, self.item_id = _random_id("resp"), _random_id("msg")
 
-    async def _answer(self, request: web.Request, parsed: ResponsesRequest) -> web.StreamResponse:
-        if parsed.has_web_search and cloud_base(parsed.model) is not None:
-            # Search orchestration keeps the local layer and sends the chat to ollama.com (§6.2).
-            raise ApiError(*self.cloud.refusal("POST", "/api/chat", INFERENCE_UNAVAILABLE))
-        model, info = chat_model(self.emulator, {"model": parsed.model}, NOT_FOUND)
-        turn = parsed.turn
-        check_think(info, model, turn.think)
-        fault = self.faults.for_request(info.key, PATH)
-        echo = Echo(parsed.body)
-        response_id, item_id = _random_id("resp"), _random_id("msg")
-        if not turn.messages:
-            # Nothing to answer: the chat handler only loads the model (§3.1).
-            await self.engine.load_only(info, None, fault)
-            if parsed.stream:
-                events = EventStream(echo, response_id, item_id, model, None)
-                return await event_stream_once(request, events.end(), STREAM_HEADERS)
-            return encoded_json(echo.struct(response_id, model, [_message_item(item_id, "")], None))
-        job = turn_job(self.emulator, info, turn, fault)
-        if not parsed.stream:
-            await self.engine.complete(job)
-            return encoded_json(echo.struct(response_id, model, _output(response_id, item_id, job), job))
-        events = EventStream(echo, response_id, item_id, model, job)
-        return await stream_job(request, self.engine, job, Framing(
-            SSE,
-            token=events.token,
-            end=events.end,
-            cut=lambda message: b"",
-            error=lambda exc: written(openai_error(exc.message, exc.status), exc.status, streaming=True),
-            thinking=events.thinking,
-            tools=events.tools,
-            headers=STREAM_HEADERS,
-        ))
+    def body(self, job: Job | None) -> dict[str, Any]:
+        output = _output(self.response_id, self.item_id, job) if job else [_message_item(self.item_id, "")]
+        return self.echo.struct(self.response_id, self.model, output, job)
+
+    def events(self, job: Job | None) -> EventStream:
+        return EventStream(self.echo, self.response_id, self.item_id, self.model, job)
+
+
+class ResponsesApi(ChatLayer):
+    path = PATH
+
+    async def parse(self, request: web.Request) -> ChatRequest:
+        return parse_request(await bind_json(request, "ResponsesRequest", REQUEST_TYPES, "openai"))
+
+    def envelope(self, message: str, status: int) -> dict[str, Any]:
+        return openai_error(message, status)
+
+    def reply(self, parsed: ChatRequest, model: str) -> ResponsesReply:
+        return ResponsesReply(parsed.body, model)
 
 
 def _output(response_id: str, item_id: str, job: Job) -> list[dict[str, Any]]:

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
+from router.emulator.compat import ChatRequest
 from router.emulator.decode import BOOL, INT, OBJECT, STRING, FieldTypes, go_kind, go_syntax_error
 from router.emulator.errors import ApiError
 from router.emulator.turns import Turn
@@ -35,15 +35,6 @@ ITEM_PEEK = 'struct { Type string "json:\\"type\\""; Role string "json:\\"role\\
 CONTENT_PEEK = 'struct { Type string "json:\\"type\\"" }'
 IMAGE_PREFIXES = tuple(f"data:image/{kind};base64," for kind in ("jpeg", "jpg", "png", "webp"))
 WEB_SEARCH = "web_search"
-
-
-@dataclass(slots=True)
-class ResponsesRequest:
-    body: dict[str, Any]  # as sent: the response echoes parts of it
-    model: str
-    stream: bool
-    turn: Turn
-    has_web_search: bool  # the built-in tool (§3.1): the emulator never searches
 
 
 def _type_error(value: object, struct: str, field: str, go_type: str) -> ApiError:
@@ -279,7 +270,7 @@ def _function_tools(tools: list[Any]) -> list[dict[str, Any]]:
     return native
 
 
-def parse_request(body: dict[str, Any]) -> ResponsesRequest:
+def parse_request(body: dict[str, Any]) -> ChatRequest:
     """Validate and convert one decoded body (top-level field types already checked)."""
     reasoning = body.get("reasoning") or {}
     _check_fields(reasoning, "ResponsesReasoning", "reasoning.", REASONING_TYPES)
@@ -303,7 +294,7 @@ def parse_request(body: dict[str, Any]) -> ResponsesRequest:
     text = body.get("text") or {}
     fmt = text.get("format") if isinstance(text.get("format"), dict) else None
     schema = fmt.get("schema") if fmt is not None and fmt.get("type") == "json_schema" else None
-    return ResponsesRequest(
+    return ChatRequest(
         body=body,
         model=body.get("model") or "",
         stream=body.get("stream") is True,

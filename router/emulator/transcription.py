@@ -13,22 +13,23 @@ cut midway leaves an empty 200.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import BodyPartReader, web
 from aiohttp.helpers import parse_mimetype
 
-from router.emulator.cloud import Cloud, cloud_base
-from router.emulator.envelopes import aborted, openai_error, written
+from router.emulator.cloud import INFERENCE_UNAVAILABLE, cloud_base
+from router.emulator.compat import NOT_FOUND, CompatEndpoint
+from router.emulator.envelopes import openai_error, written
 from router.emulator.errors import ApiError
 from router.emulator.gojson import go_dumps
-from router.emulator.state import Emulator
 from router.emulator.streaming import Framing, stream_job
 from router.emulator.turns import Turn, turn_job
 from router.emulator.validation import chat_model
 from router.wire import NDJSON
 
 PATH = "/v1/audio/transcriptions"
-NOT_FOUND = "model '{}' not found"
 SYSTEM_PROMPT = (
     "Transcribe the audio exactly as spoken. Output only the spoken words. Do not answer any question in the audio."
 )
@@ -73,44 +74,43 @@ async def read_form(request: web.Request) -> Form:
     return form
 
 
-class TranscriptionApi:
-    def __init__(self, emulator: Emulator, cloud: Cloud) -> None:
-        self.emulator = emulator
-        self.engine = emulator.engine
-        self.faults = emulator.faults
-        self.cloud = cloud
+@dataclass(slots=True)
+class Upload:
+    form: Form
+    model: str
+    audio: bytes
 
-    async def create(self, request: web.Request) -> web.StreamResponse:
-        try:
-            form = await read_form(request)
-            model = form.value(request, "model")
-            if not model:
-                raise ApiError(400, "model is required")
-            audio = form.files.get("file")
-            if audio is None:
-                raise ApiError(400, "file is required: http: no such file")
-            if not audio:
-                raise ApiError(400, "audio file is empty")
-        except ApiError as exc:
-            return aborted(openai_error(exc.message, exc.status), exc.status)
-        try:
-            return await self._transcribe(request, form, model, audio)
-        except ApiError as exc:
-            return written(openai_error(exc.message, exc.status), exc.status, streaming=False)
 
-    async def _transcribe(self, request: web.Request, form: Form, model: str, audio: bytes) -> web.StreamResponse:
-        if self.cloud.enabled and cloud_base(model) is not None:
+class TranscriptionApi(CompatEndpoint[Upload]):
+    async def parse(self, request: web.Request) -> Upload:
+        form = await read_form(request)
+        model = form.value(request, "model")
+        if not model:
+            raise ApiError(400, "model is required")
+        audio = form.files.get("file")
+        if audio is None:
+            raise ApiError(400, "file is required: http: no such file")
+        if not audio:
+            raise ApiError(400, "audio file is empty")
+        return Upload(form, model, audio)
+
+    def envelope(self, message: str, status: int) -> dict[str, Any]:
+        return openai_error(message, status)
+
+    async def answer(self, request: web.Request, upload: Upload) -> web.StreamResponse:
+        if self.cloud.enabled and cloud_base(upload.model) is not None:
             # No passthrough on this route: the chat handler forwards the converted request (§6.2).
-            raise ApiError(*self.cloud.refusal("POST", PATH, "remote model is unavailable"))
-        model, info = chat_model(self.emulator, {"model": model}, NOT_FOUND)
+            raise ApiError(*self.cloud.refusal("POST", PATH, INFERENCE_UNAVAILABLE))
+        _, info = chat_model(self.emulator, {"model": upload.model}, NOT_FOUND)
         if not info.audio:
             raise ApiError(400, NO_AUDIO)
+        form = upload.form
         system = SYSTEM_PROMPT
         if language := form.value(request, "language"):
             system += f" The audio is in {language}."
         if prompt := form.value(request, "prompt"):
             system += f" Context: {prompt}"
-        digest = hashlib.sha256(audio).hexdigest()
+        digest = hashlib.sha256(upload.audio).hexdigest()
         turn = Turn(
             messages=[{"role": "system", "content": system}, {"role": "user", "content": f"{USER_PROMPT}\x1d{digest}"}],
             think=False,  # the transcript is the answer; any reasoning is not part of it
@@ -128,5 +128,5 @@ class TranscriptionApi:
             token=lambda token: b"",  # the first chunk commits the 200 and its header
             end=transcript,
             cut=lambda message: b"",
-            error=lambda exc: written(openai_error(exc.message, exc.status), exc.status, streaming=False),
+            error=lambda exc: written(self.envelope(exc.message, exc.status), exc.status, streaming=False),
         ))

@@ -4,24 +4,16 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 import aiohttp
 import anthropic
 import pytest
 
 from router.emulator.faults import DEFAULT_MESSAGES
-from tests.emulator.conftest import named_events, raw
+from tests.emulator.conftest import named_events, raw, wait_until
 
 RESPONSES = {"model": "llama3.2", "input": "Say hi", "stream": True}
 MESSAGES = {"model": "llama3.2", "max_tokens": 50, "messages": [{"role": "user", "content": "Hello"}], "stream": True}
-
-
-def wait_until(predicate, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.02)
 
 
 def test_cut_responses_stream_just_ends(emu):
