@@ -75,6 +75,10 @@ def token_prefix(tokens: TokenSeq, count: int) -> TokenSeq:
     return tokens[: count * _ITEM]
 
 
+def token_suffix(tokens: TokenSeq, count: int) -> TokenSeq:
+    return tokens[len(tokens) - count * _ITEM :] if count > 0 else b""
+
+
 def token_ids(tokens: TokenSeq) -> list[int]:
     ids = array("I")
     ids.frombytes(tokens)
@@ -96,6 +100,15 @@ def _role_header(role: object) -> TokenSeq:
 
 
 _END = _pack((END,))
+# What a message costs besides its content (START role SEP ... END), and the
+# answer's header that closes every chat prompt (START assistant SEP).
+MESSAGE_FRAME_TOKENS = 4
+ANSWER_HEADER_TOKENS = 3
+
+
+def message_size(content: str) -> int:
+    """The tokens one message of a rendered chat takes."""
+    return token_count(tokenize(content)) + MESSAGE_FRAME_TOKENS
 
 
 def render_chat(turns: Iterable[tuple[object, str]]) -> TokenSeq:
