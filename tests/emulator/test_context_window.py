@@ -11,6 +11,7 @@ import pytest
 from router.emulator.command import add_arguments, config_from_args
 from router.emulator.window import PROMPT_TOO_LONG, shift_cut
 from tests.emulator.conftest import raw
+from tests.emulator.support import measured, words
 
 LONG = "word " * 300  # 300 prompt tokens
 
@@ -155,3 +156,53 @@ def test_embeddings_over_the_window(emulator):
     assert (refused.status, refused.json()) == (400, {"error": "the input length exceeds the context length"})
     cut = raw(emu.url, "POST", "/api/embed", {"model": "nomic-embed-text", "input": ["short", LONG]})
     assert cut.status == 200 and cut.json()["prompt_eval_count"] == 1 + 62
+
+
+# -- what the slot cache sees: the prompt as the window let it through ------------------------
+
+
+def test_a_prompt_cut_to_the_window_reuses_only_the_head_it_kept(emu):
+    client = ollama.Client(host=emu.url)
+    page = words("page", 200)
+    first = measured(emu, lambda: client.generate(model="llama3.2", prompt=page, options={"num_ctx": 256}))
+    assert first.reply.prompt_eval_count == 3 + 200 + 4  # fits: the whole rendered prompt
+    longer = page + " " + words("more", 100)  # 307 tokens: shifted into the window
+    second = measured(emu, lambda: client.generate(model="llama3.2", prompt=longer, options={"num_ctx": 256}))
+    keep, left = shift_cut(256)
+    # The slot holds the whole first prompt, but the cut one shares only its kept head with it.
+    assert second.reused == keep == 5
+    assert second.reply.prompt_eval_count == second.processed == left - keep
+    # What the slot keeps is the cut prompt: the same request again finds all of it.
+    again = measured(emu, lambda: client.generate(model="llama3.2", prompt=longer, options={"num_ctx": 256}))
+    assert (again.reused, again.reply.prompt_eval_count) == (left - 1, 1)
+    assert emu.stats()["loads"] == 1
+
+
+def test_messages_dropped_to_fit_leave_only_the_system_prompt_reusable(emu):
+    client = ollama.Client(host=emu.url)
+    messages = [{"role": "system", "content": words("rules", 20)}, {"role": "user", "content": words("essay", 180)}]
+    first = measured(emu, lambda: client.chat(model="llama3.2", messages=messages, options={"num_ctx": 256}))
+    assert first.reply.prompt_eval_count == (4 + 20) + (4 + 180) + 3
+    answer = first.reply.message.content
+    messages += [{"role": "assistant", "content": answer}, {"role": "user", "content": words("next", 40)}]
+    second = measured(emu, lambda: client.chat(model="llama3.2", messages=messages, options={"num_ctx": 256}))
+    # The essay no longer fits and is dropped: the prompt is the system message, the
+    # answer and the new question, and only the system message (and the next
+    # message's start marker) is still a prefix of what the slot holds.
+    fitted = (4 + 20) + (4 + first.reply.eval_count) + (4 + 40) + 3
+    assert second.reused == 4 + 20 + 1
+    assert second.reply.prompt_eval_count == second.processed == fitted - second.reused
+
+
+def test_a_refused_prompt_leaves_the_slot_as_it_was(emulator):
+    emu = emulator(models=["deepseek-v3"], context_length=256)  # deepseek2: no shift, so refusals
+    client = ollama.Client(host=emu.url)
+    messages = [{"role": "system", "content": words("rules", 30)}, {"role": "user", "content": words("q", 10)}]
+    first = measured(emu, lambda: client.chat(model="deepseek-v3", messages=messages))
+    refused = raw(emu.url, "POST", "/api/chat", {"model": "deepseek-v3", "messages": [{"role": "user", "content": LONG}]})
+    assert (refused.status, refused.json()) == (400, {"error": PROMPT_TOO_LONG})
+    messages += [{"role": "assistant", "content": first.reply.message.content}, {"role": "user", "content": "more"}]
+    second = measured(emu, lambda: client.chat(model="deepseek-v3", messages=messages))
+    assert second.reused == first.processed + first.reply.eval_count
+    assert second.reply.prompt_eval_count == 1 + (4 + 1) + 3
+    assert emu.stats()["loads"] == 1
