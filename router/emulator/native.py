@@ -14,9 +14,9 @@ from router.emulator.errors import ApiError
 from router.emulator.responses import native_json, ndjson_line
 from router.emulator.state import Emulator
 from router.emulator.streaming import Framing, stream_job
-from router.emulator.text import context_ids, count_tokens, raw_vector, unit_vector
+from router.emulator.text import context_ids, raw_vector, unit_vector
 from router.emulator.times import created_at
-from router.emulator.tokens import render_chat, render_prompt, token_count
+from router.emulator.tokens import count_tokens, render_chat, render_prompt, token_count
 from router.emulator.tools import plan_tool_calls
 from router.emulator.validation import (
     chat_model,
