@@ -115,7 +115,7 @@ def check_struct(data: dict[str, Any], struct: str, path: str, types: FieldTypes
             )
 
 
-async def read_json(request: web.Request, struct: str, types: FieldTypes, package: str = "api") -> dict:
+async def read_json(request: web.Request, struct: str, types: FieldTypes, package: str = "api") -> dict[str, Any]:
     """The decoded body as a dict, or ApiError 400 with Go's message."""
     raw = await request.read()
     if not raw:

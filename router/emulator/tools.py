@@ -25,6 +25,11 @@ def call_id() -> str:
     return "call_" + "".join(random.choices(_ID_ALPHABET, k=8))
 
 
+def _object(value: object) -> dict[str, Any]:
+    """A JSON object field, or an empty one when the client sent something else."""
+    return value if isinstance(value, dict) else {}
+
+
 def plan_tool_calls(tools: object, messages: list[Any]) -> list[dict[str, Any]] | None:
     """Native tool calls for this turn, or None when the model should answer in text."""
     if not isinstance(tools, list) or not tools or not messages:
@@ -36,15 +41,22 @@ def plan_tool_calls(tools: object, messages: list[Any]) -> list[dict[str, Any]] 
     function = tool.get("function") if isinstance(tool, dict) else None
     if not isinstance(function, dict) or not isinstance(function.get("name"), str):
         return None
-    parameters = function.get("parameters") if isinstance(function.get("parameters"), dict) else {}
-    properties = parameters.get("properties") if isinstance(parameters.get("properties"), dict) else {}
-    required = parameters.get("required") if isinstance(parameters.get("required"), list) else []
-    arguments = {}
-    for name in required:
-        spec = properties.get(name) if isinstance(properties.get(name), dict) else {}
-        kind = spec.get("type") if isinstance(spec.get("type"), str) else "string"
+    parameters = _object(function.get("parameters"))
+    properties = _object(parameters.get("properties"))
+    required = parameters.get("required")
+    arguments: dict[str, object] = {}
+    # Names that are not strings are skipped: a dict or list among them must not
+    # reach a dict lookup (unhashable: a 500 instead of an answer).
+    for name in required if isinstance(required, list) else []:
+        if not isinstance(name, str):
+            continue
+        spec = _object(properties.get(name))
+        kind = spec.get("type")
         enum = spec.get("enum")
-        arguments[name] = enum[0] if isinstance(enum, list) and enum else _PLACEHOLDERS.get(kind, "emulated")
+        if isinstance(enum, list) and enum:
+            arguments[name] = enum[0]
+        else:
+            arguments[name] = _PLACEHOLDERS.get(kind, "emulated") if isinstance(kind, str) else "emulated"
     return [{"id": call_id(), "function": {"index": 0, "name": function["name"], "arguments": arguments}}]
 
 
