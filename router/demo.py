@@ -44,15 +44,16 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
-def _port_free(port: int | None) -> bool:
+def _emulator_port(port: int | None) -> int:
+    """The catalog's port when it is set and free on loopback, else 0 (any free port)."""
     if not port:
-        return False
+        return 0
     with socket.socket() as sock:
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
-            return False
-    return True
+            return 0
+    return port
 
 
 async def start_emulators(catalog: Catalog, *, tokens_per_second: float, load_time: float) -> tuple[Catalog, list[RunningEmulator]]:
@@ -65,7 +66,7 @@ async def start_emulators(catalog: Catalog, *, tokens_per_second: float, load_ti
         models = catalog.models_on(name)
         config = EmulatorConfig(
             host="127.0.0.1",
-            port=container.port if container.port is not None and _port_free(container.port) else 0,
+            port=_emulator_port(container.port),
             models=[m.tag for m in models if not m.is_embedding],
             embedding_models=[m.tag for m in models if m.is_embedding],
             load_time=load_time,

@@ -14,6 +14,12 @@ def thinks(info: ModelInfo, think: object) -> bool:
     return info.thinking and think is not False
 
 
+def conversation_key(turns: list[tuple[Any, str]]) -> str:
+    """The seed of a conversation's answer: its roles and contents in order, so
+    the same conversation gets the same answer on every API."""
+    return "\x1e".join(f"{role}\x1f{content}" for role, content in turns)
+
+
 def plan_answer(
     emulator: Emulator,
     info: ModelInfo,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from typing import Any
 
 import orjson
 from aiohttp import web
@@ -100,7 +101,21 @@ def go_syntax_error(raw: bytes) -> str:
     return "invalid character 'N' looking for beginning of value"
 
 
-async def read_json(request: web.Request, struct: str, types: FieldTypes, package: str = "api") -> dict:
+def check_struct(data: dict[str, Any], struct: str, path: str, types: FieldTypes, *, where: str = "") -> None:
+    """Go's decoder on a nested struct: the first known field of the wrong JSON
+    type fails, named `<struct>.<path><field>` as Go names nested fields."""
+    for name, (accepted, go_type) in types.items():
+        value = data.get(name)
+        if value is None:
+            continue
+        if not isinstance(value, accepted) or (isinstance(value, bool) and bool not in accepted):
+            raise ApiError(
+                400,
+                f"{where}json: cannot unmarshal {go_kind(value)} into Go struct field {struct}.{path}{name} of type {go_type}",
+            )
+
+
+async def read_json(request: web.Request, struct: str, types: FieldTypes, package: str = "api") -> dict[str, Any]:
     """The decoded body as a dict, or ApiError 400 with Go's message."""
     raw = await request.read()
     if not raw:
@@ -124,3 +139,11 @@ async def read_json(request: web.Request, struct: str, types: FieldTypes, packag
                 f"json: cannot unmarshal {go_kind(value)} into Go struct field {struct}.{name} of type {go_type}",
             )
     return data
+
+
+async def bind_json(request: web.Request, struct: str, types: FieldTypes, package: str) -> dict[str, Any]:
+    """gin's ShouldBindJSON in a compatibility middleware: as read_json, except
+    that an empty body is the decoder's bare `EOF`."""
+    if not await request.read():
+        raise ApiError(400, "EOF")
+    return await read_json(request, struct, types, package)

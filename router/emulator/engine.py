@@ -1,4 +1,4 @@
-"""One inference request's life: fault, scheduling, slot, pacing, metrics (7.5).
+"""One inference request's life: fault, scheduling, window, slot, pacing, metrics (7.5).
 
 Handlers build a `Job`, then either `await engine.complete(job)` (non-streamed:
 no per-token awaits at all when tokens_per_second is 0) or iterate
@@ -6,8 +6,9 @@ no per-token awaits at all when tokens_per_second is 0) or iterate
 ApiError before the first token and StreamCut after it.
 
 Timing, as a GPU running llama-server would spend it:
-- prompt: only the tokens past what the request's slot already holds
-  (kvcache.py), at `prompt_rate` tokens/s;
+- prompt: of the prompt the runner's context window lets through (window.py),
+  only the tokens past what the request's slot already holds (kvcache.py),
+  at `prompt_rate` tokens/s;
 - answer: one token per `1/tokens_per_second` s while the stream decodes
   alone, slower while other slots of the runner decode too (throughput.py).
 When a rate is set, `prompt_eval_duration` and `eval_duration` report that
@@ -32,6 +33,7 @@ from router.emulator.scheduler import Runner, Scheduler
 from router.emulator.store import ModelInfo
 from router.emulator.throughput import token_delays
 from router.emulator.tokens import TokenSeq, token_prefix, tokenize
+from router.emulator.window import Fit
 
 NS = 1_000_000_000
 
@@ -71,6 +73,10 @@ class Job:
     # The rendered prompt (tokens.py render_*): what the slot cache matches and keeps.
     # None (embeddings) = prompt_tokens to process, nothing reused or kept.
     prompt: TokenSeq | None = None
+    shift: object = None  # the request's "shift" (a load-time setting, window.py)
+    # num_ctx -> (prompt_tokens, prompt) as the window lets them through; may
+    # refuse (window.py). Without one, the prompt is evaluated whole.
+    fit: Fit | None = None
     start_ns: int = field(default_factory=time.monotonic_ns)
     metrics: Metrics = field(default_factory=Metrics)
     # set while running
@@ -122,10 +128,11 @@ class Engine:
         keep_alive: float | None,
         fault: Fault | None,
         options: dict[str, Any] | None = None,
+        shift: object = None,
     ) -> None:
         """The empty-prompt load request (4.4): schedule, apply keep-alive, done."""
         await self.preflight(fault)
-        runner = await self.scheduler.acquire(info, keep_alive, options)
+        runner = await self.scheduler.acquire(info, keep_alive, options, shift)
         try:
             if fault is not None and fault.kind == "slow":
                 await asyncio.sleep(fault.delay)
@@ -140,11 +147,16 @@ class Engine:
         if fault is not None:
             await self.preflight(fault)
         # Await-free when the model is loaded and a slot is free (the hot path).
-        runner = self.scheduler.try_acquire(job.info, job.keep_alive, job.options)
+        runner = self.scheduler.try_acquire(job.info, job.keep_alive, job.options, job.shift)
         if runner is None:
-            runner = await self.scheduler.acquire(job.info, job.keep_alive, job.options)
+            runner = await self.scheduler.acquire(job.info, job.keep_alive, job.options, job.shift)
         job.runner = runner
         job.loaded_ns = time.monotonic_ns()
+        if job.fit is not None:
+            # The window decides what the prompt is (messages dropped, cut, or
+            # refused) before the slot cache sees it: a cut prompt claims only
+            # the prefix it still has.
+            job.prompt_tokens, job.prompt = job.fit(runner.context_length)
         if not runner.slots.try_acquire():
             await runner.slots.acquire()
         job.has_slot = True

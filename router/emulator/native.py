@@ -6,7 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
-from router.emulator.answers import plan_answer, thinks
+from router.emulator.answers import conversation_key, plan_answer, thinks
 from router.emulator.config import NEW_CHAT_NOT_FOUND_SINCE, EmulatorConfig
 from router.emulator.decode import BOOL, INT, OBJECT, STRING, go_kind, read_json
 from router.emulator.engine import Job
@@ -14,9 +14,9 @@ from router.emulator.errors import ApiError
 from router.emulator.responses import native_json, ndjson_line
 from router.emulator.state import Emulator
 from router.emulator.streaming import Framing, stream_job
-from router.emulator.text import context_ids, count_tokens, raw_vector, unit_vector
+from router.emulator.text import context_ids, raw_vector, unit_vector
 from router.emulator.times import created_at
-from router.emulator.tokens import render_chat, render_prompt, token_count
+from router.emulator.tokens import count_tokens, render_chat, render_prompt, token_count
 from router.emulator.tools import plan_tool_calls
 from router.emulator.validation import (
     chat_model,
@@ -29,14 +29,15 @@ from router.emulator.validation import (
     num_predict,
     resolve,
 )
+from router.emulator.window import chat_fit, embed_fit, prompt_fit, resolve_shift
 from router.wire import NDJSON
 
 GENERATE_TYPES = {
     "model": STRING, "prompt": STRING, "suffix": STRING, "system": STRING, "template": STRING,
-    "stream": BOOL, "raw": BOOL, "options": OBJECT, "context": (((list,), "[]int")),
+    "stream": BOOL, "raw": BOOL, "options": OBJECT, "context": (((list,), "[]int")), "shift": BOOL,
 }
 CHAT_TYPES = {"model": STRING, "messages": (((list,), "[]api.Message")), "stream": BOOL,
-              "tools": (((list,), "api.Tools")), "options": OBJECT}
+              "tools": (((list,), "api.Tools")), "options": OBJECT, "shift": BOOL}
 EMBED_TYPES = {"model": STRING, "truncate": BOOL, "dimensions": INT, "options": OBJECT}
 EMBEDDINGS_TYPES = {"model": STRING, "prompt": STRING, "options": OBJECT}
 ASSISTANT_EMPTY = {"role": "assistant", "content": ""}
@@ -60,11 +61,6 @@ def assistant_message(content: str, thinking: str, tool_calls: list[dict[str, An
     return message
 
 
-def conversation_key(turns: list[tuple[Any, str]]) -> str:
-    """The seed of a conversation's answer: its roles and contents in order."""
-    return "\x1e".join(f"{role}\x1f{content}" for role, content in turns)
-
-
 def chat_turns(messages: list[Any]) -> list[tuple[Any, str]]:
     """(role, content) of each message, validated as Go decodes api.Message."""
     turns: list[tuple[Any, str]] = []
@@ -79,12 +75,6 @@ def chat_turns(messages: list[Any]) -> list[tuple[Any, str]]:
             )
         turns.append((message.get("role", ""), content))
     return turns
-
-
-def chat_prompt(messages: list[Any]) -> tuple[str, int]:
-    """A seed key for the conversation and its prompt token count."""
-    turns = chat_turns(messages)
-    return conversation_key(turns), token_count(render_chat(turns))
 
 
 class NativeApi:
@@ -130,7 +120,8 @@ class NativeApi:
             rendered = render_prompt(prompt, system, raw=bool(body.get("raw")))
             job = Job(
                 info, keep_alive, token_count(rendered), tokens, reason, fault,
-                options=options, thinking=thinking, prompt=rendered,
+                options=options, thinking=thinking, prompt=rendered, shift=body.get("shift"),
+                fit=prompt_fit(rendered, resolve_shift(body.get("shift"), info), self.emulator.config),
             )
             with_context = not body.get("raw")
             if not streaming:
@@ -200,7 +191,8 @@ class NativeApi:
             rendered = render_chat(turns)
             job = Job(
                 info, keep_alive, token_count(rendered), tokens, reason, fault,
-                options=options, thinking=thinking, tool_calls=tool_calls, prompt=rendered,
+                options=options, thinking=thinking, tool_calls=tool_calls, prompt=rendered, shift=body.get("shift"),
+                fit=chat_fit(turns, rendered, resolve_shift(body.get("shift"), info), self.emulator.config),
             )
             if not streaming:
                 await self.engine.complete(job)
@@ -248,7 +240,7 @@ class NativeApi:
             reason = "unload"
         else:
             options = check_options(body.get("options"))
-            await self.engine.load_only(info, keep_alive, fault, options)
+            await self.engine.load_only(info, keep_alive, fault, options, body.get("shift"))
             reason = "load"
         reply: dict[str, Any] = {"model": model, "created_at": created_at()}
         if chat:
@@ -273,9 +265,10 @@ class NativeApi:
             await self.engine.load_only(info, keep_alive, fault, options)
             return [], None
         counts = [count_tokens(text) for text in inputs]
-        if body.get("truncate") is False and max(counts) > info.context_length:
-            raise ApiError(400, "the input length exceeds the context length")
-        job = Job(info, keep_alive, sum(counts), (), "stop", fault, options=options)
+        job = Job(
+            info, keep_alive, sum(counts), (), "stop", fault, options=options,
+            fit=embed_fit(counts, body.get("truncate") is not False, self.emulator.config),
+        )
         await self.engine.complete(job)
         dimensions = body.get("dimensions")
         cut = dimensions if isinstance(dimensions, int) and dimensions > 0 else None

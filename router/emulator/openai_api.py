@@ -14,17 +14,18 @@ from typing import Any
 from aiohttp import web
 
 from router.catalog.durations import go_type_name
-from router.emulator.answers import plan_answer, thinks
+from router.emulator.answers import conversation_key, plan_answer, thinks
 from router.emulator.decode import BOOL, INT, OBJECT, STRING, read_json
 from router.emulator.engine import Job
 from router.emulator.errors import ApiError
-from router.emulator.native import EMBED_NOT_FOUND, NativeApi, chat_not_found, conversation_key
+from router.emulator.native import EMBED_NOT_FOUND, NativeApi, chat_not_found
 from router.emulator.responses import SSE_DONE, openai_json, sse_event
 from router.emulator.state import Emulator
 from router.emulator.streaming import Framing, stream_job
 from router.emulator.tokens import render_chat, render_prompt, token_count
 from router.emulator.tools import openai_tool_calls, plan_tool_calls
-from router.emulator.validation import chat_model, check_think, lookup, note_model, resolve_named
+from router.emulator.validation import chat_model, check_think, lookup, note_model, resolve_named, think_from_effort
+from router.emulator.window import chat_fit, prompt_fit, resolve_shift
 from router.wire import SSE
 
 FINGERPRINT = "fp_ollama"
@@ -39,8 +40,6 @@ COMPLETION_TYPES = {
     "temperature": NUMBER, "top_p": NUMBER, "stream_options": OBJECT,
 }
 EMBEDDING_TYPES = {"model": STRING, "dimensions": INT, "encoding_format": STRING}
-REASONING = {"none": False, "minimal": "low", "low": "low", "medium": "medium", "high": "high",
-             "max": "max", "xhigh": "max", "ultra": "max"}
 
 
 def _include_usage(body: dict[str, Any]) -> bool:
@@ -148,14 +147,8 @@ class OpenAIApi:
             effort = body.get("reasoning_effort")
             if effort is None and isinstance(body.get("reasoning"), dict):
                 effort = body["reasoning"].get("effort")
-            think: object = None
-            if effort is not None:
-                if effort not in REASONING:
-                    raise ApiError(
-                        400, f'invalid reasoning value: "{effort}" (must be "none", "minimal", "low", "medium", "high", "max")'
-                    )
-                think = REASONING[effort]
-                check_think(info, model, think)
+            think = think_from_effort(effort)
+            check_think(info, model, think)
             fault = self.faults.for_request(info.key, "/v1/chat/completions")
             turns = [(m.get("role", ""), t) for m, t in zip(messages, texts, strict=True)]
             calls = plan_tool_calls(body.get("tools"), messages)
@@ -168,6 +161,7 @@ class OpenAIApi:
             job = Job(
                 info, None, token_count(rendered), tokens, reason, fault,
                 thinking=thinking, tool_calls=calls, prompt=rendered,
+                fit=chat_fit(turns, rendered, resolve_shift(None, info), self.emulator.config),
             )
             chat_id = f"chatcmpl-{int(random.random() * 999)}"
             if body.get("stream") is not True:
@@ -311,7 +305,10 @@ class OpenAIApi:
                 return openai_json(self._completion_body(completion_id, model, choice, None))
             tokens, _, reason = plan_answer(self.emulator, info, prompt, options, _limit(body))
             rendered = render_prompt(prompt)
-            job = Job(info, None, token_count(rendered), tokens, reason, fault, prompt=rendered)
+            job = Job(
+                info, None, token_count(rendered), tokens, reason, fault, prompt=rendered,
+                fit=prompt_fit(rendered, resolve_shift(None, info), self.emulator.config),
+            )
             if not streaming:
                 await self.engine.complete(job)
                 choice = [{"text": job.content_text(), "index": 0, "finish_reason": job.done_reason}]

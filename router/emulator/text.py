@@ -1,4 +1,4 @@
-"""Deterministic model output: seeded answers, token counts, embeddings.
+"""Deterministic model output: seeded answers, generate's context, embeddings.
 
 Same request -> same text: the answer is seeded by the model, the prompt and
 the `seed` option. Nothing here sleeps; pacing belongs to the engine.
@@ -15,38 +15,14 @@ import zlib
 from array import array
 from functools import lru_cache
 
-from router.emulator.tokens import VOCABULARY_SIZE, WORD_OR_MARK
+from router.emulator.tokens import VOCABULARY_SIZE
 
 _WORDS = ["the", "sky", "is", "blue", "because", "sunlight", "scatters", "off", "small", "molecules", "in", "the", "air", "and", "shorter", "wavelengths", "bounce", "around", "more", "than", "longer", "ones", "so", "we", "see", "blue", "light", "coming", "from", "every", "direction", "during", "the", "day", "while", "sunsets", "look", "red", "as", "light", "travels", "through", "more", "atmosphere", "models", "answer", "questions", "by", "predicting", "one", "token", "after", "another", "from", "patterns", "learned", "in", "training", "data", "with", "attention", "over", "the", "context", "window"]
-_TOKEN_RE = WORD_OR_MARK
-# Chat templates wrap each message in role markers: the counts of tokens.render_chat.
-MESSAGE_OVERHEAD_TOKENS = 4
-PROMPT_OVERHEAD_TOKENS = 3
 
 
 def _seed(*parts: object) -> int:
     digest = hashlib.blake2b("\x1f".join(map(str, parts)).encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little")
-
-
-@lru_cache(maxsize=4096)
-def _count(text: str) -> int:
-    return len(_TOKEN_RE.findall(text))
-
-
-def count_tokens(text: str) -> int:
-    """The number of tokens.tokenize(text) gives: one per word or punctuation mark
-    (cached: prompts repeat)."""
-    if not text:
-        return 0
-    if len(text) > 4096:  # too big to be worth caching
-        return len(_TOKEN_RE.findall(text))
-    return _count(text)
-
-
-def prompt_token_count(texts: list[str], *, messages: int = 0) -> int:
-    """The size of a rendered chat of `messages` messages with these contents."""
-    return sum(map(count_tokens, texts)) + messages * MESSAGE_OVERHEAD_TOKENS + PROMPT_OVERHEAD_TOKENS
 
 
 @lru_cache(maxsize=4096)

@@ -67,6 +67,21 @@ def tokenize(text: str) -> TokenSeq:
     return _tokenize_cached(text)
 
 
+@lru_cache(maxsize=4096)
+def _text_token_count(text: str) -> int:
+    return len(WORD_OR_MARK.findall(text))
+
+
+def count_tokens(text: str) -> int:
+    """How many tokens tokenize(text) gives, without making them (embeddings
+    need only the count; cached: inputs repeat)."""
+    if not text:
+        return 0
+    if len(text) > 4096:  # too big to be worth caching
+        return len(WORD_OR_MARK.findall(text))
+    return _text_token_count(text)
+
+
 def token_count(tokens: TokenSeq) -> int:
     return len(tokens) // _ITEM
 
@@ -75,10 +90,8 @@ def token_prefix(tokens: TokenSeq, count: int) -> TokenSeq:
     return tokens[: count * _ITEM]
 
 
-def token_ids(tokens: TokenSeq) -> list[int]:
-    ids = array("I")
-    ids.frombytes(tokens)
-    return ids.tolist()
+def token_suffix(tokens: TokenSeq, count: int) -> TokenSeq:
+    return tokens[len(tokens) - count * _ITEM :] if count > 0 else b""
 
 
 def _header(role: str) -> TokenSeq:
@@ -96,6 +109,15 @@ def _role_header(role: object) -> TokenSeq:
 
 
 _END = _pack((END,))
+# What a message costs besides its content (START role SEP ... END), and the
+# answer's header that closes every chat prompt (START assistant SEP).
+MESSAGE_FRAME_TOKENS = 4
+ANSWER_HEADER_TOKENS = 3
+
+
+def message_size(content: str) -> int:
+    """The tokens one message of a rendered chat takes."""
+    return token_count(tokenize(content)) + MESSAGE_FRAME_TOKENS
 
 
 def render_chat(turns: Iterable[tuple[object, str]]) -> TokenSeq:

@@ -8,10 +8,11 @@ once a `tool` message answers it, the model replies with text.
 
 from __future__ import annotations
 
-import json
 import random
 import string
 from typing import Any
+
+from router.emulator.gojson import go_dumps
 
 _PLACEHOLDERS: dict[str, object] = {
     "string": "emulated", "integer": 1, "number": 1.0, "boolean": True, "array": [], "object": {},
@@ -22,6 +23,11 @@ _ID_ALPHABET = string.ascii_lowercase + string.digits
 def call_id() -> str:
     """`call_` + 8 random [a-z0-9], as native responses carry since v0.12.10."""
     return "call_" + "".join(random.choices(_ID_ALPHABET, k=8))
+
+
+def _object(value: object) -> dict[str, Any]:
+    """A JSON object field, or an empty one when the client sent something else."""
+    return value if isinstance(value, dict) else {}
 
 
 def plan_tool_calls(tools: object, messages: list[Any]) -> list[dict[str, Any]] | None:
@@ -35,16 +41,28 @@ def plan_tool_calls(tools: object, messages: list[Any]) -> list[dict[str, Any]] 
     function = tool.get("function") if isinstance(tool, dict) else None
     if not isinstance(function, dict) or not isinstance(function.get("name"), str):
         return None
-    parameters = function.get("parameters") if isinstance(function.get("parameters"), dict) else {}
-    properties = parameters.get("properties") if isinstance(parameters.get("properties"), dict) else {}
-    required = parameters.get("required") if isinstance(parameters.get("required"), list) else []
-    arguments = {}
-    for name in required:
-        spec = properties.get(name) if isinstance(properties.get(name), dict) else {}
-        kind = spec.get("type") if isinstance(spec.get("type"), str) else "string"
+    parameters = _object(function.get("parameters"))
+    properties = _object(parameters.get("properties"))
+    required = parameters.get("required")
+    arguments: dict[str, object] = {}
+    # Names that are not strings are skipped: a dict or list among them must not
+    # reach a dict lookup (unhashable: a 500 instead of an answer).
+    for name in required if isinstance(required, list) else []:
+        if not isinstance(name, str):
+            continue
+        spec = _object(properties.get(name))
+        kind = spec.get("type")
         enum = spec.get("enum")
-        arguments[name] = enum[0] if isinstance(enum, list) and enum else _PLACEHOLDERS.get(kind, "emulated")
+        if isinstance(enum, list) and enum:
+            arguments[name] = enum[0]
+        else:
+            arguments[name] = _PLACEHOLDERS.get(kind, "emulated") if isinstance(kind, str) else "emulated"
     return [{"id": call_id(), "function": {"index": 0, "name": function["name"], "arguments": arguments}}]
+
+
+def call_arguments(call: dict[str, Any]) -> str:
+    """A native call's arguments as the JSON string the OpenAI-style layers carry (Go's encoding)."""
+    return go_dumps(call["function"]["arguments"]).decode()
 
 
 def openai_tool_calls(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -56,7 +74,7 @@ def openai_tool_calls(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "type": "function",
             "function": {
                 "name": call["function"]["name"],
-                "arguments": json.dumps(call["function"]["arguments"], separators=(",", ":")),
+                "arguments": call_arguments(call),
             },
         }
         for call in calls

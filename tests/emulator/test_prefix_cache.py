@@ -20,23 +20,13 @@ import pytest
 from router.emulator.command import add_arguments, config_from_args
 from router.emulator.config import EmulatorConfig
 from router.emulator.throughput import DEFAULT_DECODE_SCALING
+from tests.emulator.conftest import raw
+from tests.emulator.support import Measured, kept, measured, words
 from tests.emulators import EmulatorHandle
 
 MODEL = "llama3.2"
 OTHER = "qwen2.5:7b"
 HEADER = 3  # `START system SEP`: all that two chats with different system prompts share
-
-
-def words(tag: str, count: int) -> str:
-    """`count` distinct words (one token each) that no other tag shares."""
-    return " ".join(f"{tag}{index}" for index in range(count))
-
-
-@dataclass
-class Turn:
-    reply: Any
-    processed: int  # the emulator's prompt_tokens_processed moved by this much
-    reused: int  # and prompt_tokens_reused by this much
 
 
 @dataclass
@@ -53,27 +43,11 @@ class Conversation:
         if self.system:
             self.messages.append({"role": "system", "content": self.system})
 
-    def say(self, text: str, **options: Any) -> Turn:
+    def say(self, text: str, **options: Any) -> Measured:
         self.messages.append({"role": "user", "content": text})
         turn = measured(self.emu, lambda: self.client.chat(model=self.model, messages=self.messages, **options))
         self.messages.append({"role": "assistant", "content": turn.reply.message.content})
         return turn
-
-
-def measured(emu: EmulatorHandle, send: Any) -> Turn:
-    before = emu.stats()
-    reply = send()
-    after = emu.stats()
-    return Turn(
-        reply,
-        after["prompt_tokens_processed"] - before["prompt_tokens_processed"],
-        after["prompt_tokens_reused"] - before["prompt_tokens_reused"],
-    )
-
-
-def kept(previous: Turn) -> int:
-    """What a slot holds after a turn: its whole prompt and the answer it generated."""
-    return previous.processed + previous.reused + previous.reply.eval_count
 
 
 # -- reuse across turns ------------------------------------------------------------
@@ -239,6 +213,18 @@ def test_reload_for_other_load_options_clears_the_slots(emulator):
     chat.say(words("q", 10))
     assert chat.say(words("q2", 3), options={"num_ctx": 8192}).reused == 0
     assert emu.stats()["loads"] == 2
+
+
+def test_reload_for_another_context_shift_clears_the_slots(emulator):
+    emu = emulator()
+    chat = Conversation(emu, system=words("sys", 30))
+    first = chat.say(words("q", 10))
+    messages = [*chat.messages, {"role": "user", "content": "again"}]
+    body = {"model": MODEL, "messages": messages, "stream": False, "shift": False}
+    shifted = measured(emu, lambda: raw(emu.url, "POST", "/api/chat", body).json())
+    assert emu.stats()["loads"] == 2
+    whole = kept(first) + 1 + (4 + 1) + 3  # the slot had all but the new turn; the new runner has nothing
+    assert (shifted.reused, shifted.processed, shifted.reply["prompt_eval_count"]) == (0, whole, whole)
 
 
 def test_embeddings_reuse_nothing(emulator):

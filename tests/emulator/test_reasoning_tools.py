@@ -74,6 +74,25 @@ def test_native_tool_call(emu):
     assert re.fullmatch(r"call_[a-z0-9]{8}", native_call["id"]) and native_call["function"]["index"] == 0
 
 
+def test_odd_required_entries_are_skipped_on_every_api(emu):
+    # A schema whose `required` holds an object or a list (hostile or buggy
+    # clients): the call names only the string entries, never a 500.
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}, "required": [{}, ["x"], 3, "city"]}
+    for path, body, arguments in (
+        ("/api/chat", {"messages": USER, "stream": False, "tools": [{"type": "function", "function": {"name": "f", "parameters": schema}}]},
+         lambda reply: reply["message"]["tool_calls"][0]["function"]["arguments"]),
+        ("/v1/chat/completions", {"messages": USER, "tools": [{"type": "function", "function": {"name": "f", "parameters": schema}}]},
+         lambda reply: json.loads(reply["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"])),
+        ("/v1/messages", {"messages": USER, "max_tokens": 9, "tools": [{"name": "f", "input_schema": schema}]},
+         lambda reply: reply["content"][0]["input"]),
+        ("/v1/responses", {"input": USER, "tools": [{"type": "function", "name": "f", "parameters": schema}]},
+         lambda reply: json.loads(reply["output"][0]["arguments"])),
+    ):
+        reply = raw(emu.url, "POST", path, {"model": "llama3.2", **body})
+        assert reply.status == 200, (path, reply.body)
+        assert arguments(reply.json()) == {"city": "emulated"}, path
+
+
 def test_native_tool_call_streams_in_one_line(emu):
     lines = raw(emu.url, "POST", "/api/chat", {"model": "llama3.2", "messages": USER, "tools": TOOLS}).lines()
     assert len(lines) == 2

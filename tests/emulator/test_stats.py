@@ -9,7 +9,7 @@ from tests.emulator.conftest import raw
 
 def test_stats_shape_at_start(emu):
     assert emu.stats() == {
-        "requests": 0, "in_flight": 0, "cancelled": 0, "loads": 0, "unloads": 0, "by_model": {},
+        "requests": 0, "in_flight": 0, "cancelled": 0, "loads": 0, "unloads": 0, "cloud_requests": 0, "by_model": {},
         "prompt_tokens_processed": 0, "prompt_tokens_reused": 0, "prompt_tokens_by_model": {},
     }
 
