@@ -70,6 +70,8 @@ class Scope:
                 data.pop(name, None)
             if "to" in data and not self._allows(data["to"]):
                 del data["to"]  # a fallback it may not use itself
+            if data.get("container") is not None and data["container"] not in self.containers:
+                del data["container"]  # ... and where that fallback ran
         return data
 
     def viewer(self) -> dict[str, Any]:
