@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 from router.catalog import Catalog
 from router.server.app import create_app
 from router.server.runner import RunningApp, start_app
@@ -100,7 +102,10 @@ class Load:
     async def _loop(self, model: str) -> None:
         while True:
             self.sent += 1
-            self.statuses.append(await chat(self.fleet, model))
+            try:
+                self.statuses.append(await chat(self.fleet, model))
+            except aiohttp.ClientError:  # a connection the router cut (a stream that broke): the load goes on
+                self.statuses.append(0)
 
     async def stop(self) -> None:
         for task in self._tasks:

@@ -68,7 +68,8 @@ function span(totalSeconds) {
   const d = Math.floor(s / 86400); s -= d * 86400;
   const h = Math.floor(s / 3600); s -= h * 3600;
   const m = Math.floor(s / 60); s -= m * 60;
-  if (d) return `${d}d ${h}h`;
+  if (d > 1) return `${d}d ${h}h`;
+  if (d) return `${24 + h}h ${String(m).padStart(2, "0")}m`;
   if (h) return `${h}h ${String(m).padStart(2, "0")}m`;
   if (m) return `${m}m ${String(s).padStart(2, "0")}s`;
   return `${s}s`;
@@ -280,7 +281,7 @@ function renderTotals(s) {
   const figures = s.window.total;
   if (!list.childElementCount) {
     for (const [name, label] of TOTALS) {
-      list.append(el("div", { class: "total" }, el("dt", { text: label }), el("dd", { "data-total": name })));
+      list.append(el("div", { class: "total", "data-name": name }, el("dt", { text: label }), el("dd", { "data-total": name })));
     }
   }
   for (const [name, , format] of TOTALS) {
@@ -328,8 +329,8 @@ function setBar(b, current, max) {
   setText(b.value, `${current}/${max}`);
 }
 
-function stat(label) {
-  const dd = el("dd");
+function stat(name, label) {
+  const dd = el("dd", { "data-stat": name });
   return { root: el("div", {}, el("dt", { text: label }), dd), dd };
 }
 
@@ -342,7 +343,8 @@ function newCard(name) {
   const inFlight = bar("in flight");
   const queue = bar("queued");
   const stats = {
-    rps: stat("req/s"), ttft: stat("TTFT p50 / p95"), tps: stat("tok/s"), errors: stat("errors"), fallbacks: stat("fallb."),
+    rps: stat("rps", "req/s"), ttft: stat("ttft", "TTFT p50 / p95"), tps: stat("tps", "tok/s"),
+    errors: stat("errors", "errors"), fallbacks: stat("fallbacks", "fallb."),
   };
   const spark = document.createElementNS("http://www.w3.org/2000/svg", "svg");
   spark.setAttribute("class", "spark");
@@ -352,8 +354,9 @@ function newCard(name) {
   const line = document.createElementNS("http://www.w3.org/2000/svg", "polyline");
   spark.append(line);
   const held = el("tbody");
+  const caption = el("caption", { text: "Models held" });
   const heldTable = el("table", { class: "held" },
-    el("caption", { text: "Models held" }),
+    caption,
     el("thead", {}, el("tr", {}, el("th", { scope: "col", text: "model" }), el("th", { scope: "col", class: "num", text: "VRAM" }),
       el("th", { scope: "col", class: "num", text: "expires in" }))),
     held);
@@ -361,7 +364,7 @@ function newCard(name) {
   const root = el("article", { class: "card", tabindex: "0", "aria-labelledby": `c-${name}`, "data-container": name },
     el("header", {}, title, gpus, pill), meta, detail, inFlight.root, queue.root,
     el("dl", { class: "stats" }, ...Object.values(stats).map((s) => s.root)), sparkBox, heldTable);
-  return { root, pill, gpus, meta, detail, inFlight, queue, stats, spark, line, held };
+  return { root, pill, gpus, meta, detail, inFlight, queue, stats, spark, line, held, caption };
 }
 
 function renderContainers(s) {
@@ -390,12 +393,14 @@ function renderContainers(s) {
     setBar(card.queue, c.queued, c.max_queue);
     const f = s.window.containers[c.name];
     setText(card.stats.rps.dd, f ? num(f.requests_per_s, 2) : "0");
+    card.stats.rps.dd.title = `${f ? f.requests : 0} requests in the last ${s.window.seconds} s`;
     setText(card.stats.ttft.dd, f ? pair(f.ttft_p50, f.ttft_p95) : "–");
     setText(card.stats.tps.dd, f ? num(f.tokens_per_s, 1) : "0");
     setText(card.stats.errors.dd, f ? num(f.errors, 0) : "0");
     setText(card.stats.fallbacks.dd, f ? num(f.fallbacks, 0) : "0");
     card.stats.errors.root.dataset.alert = Boolean(f && f.errors);
     drawSpark(card, state.sparks.get(c.name) || []);
+    setText(card.caption, c.state === "down" ? "Models held when last seen" : "Models held");
     renderHeld(card, c.loaded, now);
   }
   for (const [name, card] of state.cards) {
@@ -437,7 +442,7 @@ function newRow(tag) {
   const cells = {};
   const row = el("tr", { "data-model": tag });
   for (const name of ["model", "containers", "fallback", "context", "capabilities", "rps", "ttft", "tps", "errors", "fallbacks", "cold"]) {
-    cells[name] = el(name === "model" ? "th" : "td", name === "model" ? { scope: "row" } : {});
+    cells[name] = el(name === "model" ? "th" : "td", name === "model" ? { scope: "row", "data-cell": name } : { "data-cell": name });
     if (["context", "rps", "ttft", "tps", "errors", "fallbacks"].includes(name)) cells[name].className = "num";
     row.append(cells[name]);
   }
@@ -474,6 +479,7 @@ function renderModels(s) {
     setText(c.context, contextLength(m.context_length));
     const f = s.window.models[m.model];
     setText(c.rps, f ? num(f.requests_per_s, 2) : "0");
+    c.rps.title = `${f ? f.requests : 0} requests in the last ${s.window.seconds} s`;
     setText(c.ttft, f ? pair(f.ttft_p50, f.ttft_p95) : "–");
     setText(c.tps, f ? num(f.tokens_per_s, 1) : "0");
     setText(c.errors, f ? num(f.errors, 0) : "0");
