@@ -3,28 +3,15 @@ security policy, their size, and nothing the page does not need."""
 
 from __future__ import annotations
 
-import asyncio
 import re
 
 import pytest
 
 from router.server.console import load_assets
 from tests.console.support import CATALOG, FAST
-from tests.harness import router_fleet
+from tests.harness import curl, router_fleet
 
 BUDGET = 100 * 1024  # every asset together, uncompressed
-
-
-async def curl(*args: str) -> tuple[int, dict[str, str], bytes]:
-    process = await asyncio.create_subprocess_exec(
-        "curl", "-sS", "-i", "--max-time", "20", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-    )
-    out, err = await process.communicate()
-    assert process.returncode == 0, err.decode()
-    head, _, body = out.partition(b"\r\n\r\n")
-    status_line, *lines = head.decode().split("\r\n")
-    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
-    return int(status_line.split()[1]), headers, body
 
 
 def test_the_assets_are_few_small_and_load_nothing_from_elsewhere() -> None:

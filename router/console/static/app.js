@@ -330,8 +330,7 @@ function setBar(b, current, max) {
 }
 
 function stat(name, label) {
-  const dd = el("dd", { "data-stat": name });
-  return { root: el("div", {}, el("dt", { text: label }), dd), dd };
+  return el("dd", { "data-stat": name, "data-label": label });
 }
 
 function newCard(name) {
@@ -363,22 +362,48 @@ function newCard(name) {
   const sparkBox = el("div", { class: "spark-box" }, spark, el("span", { class: "spark-label", "aria-hidden": "true", text: "tok/s · 60 s" }));
   const root = el("article", { class: "card", tabindex: "0", "aria-labelledby": `c-${name}`, "data-container": name },
     el("header", {}, title, gpus, pill), meta, detail, inFlight.root, queue.root,
-    el("dl", { class: "stats" }, ...Object.values(stats).map((s) => s.root)), sparkBox, heldTable);
+    el("dl", { class: "stats" }, ...Object.values(stats).map((dd) => el("div", {}, el("dt", { text: dd.dataset.label }), dd))),
+    sparkBox, heldTable);
   return { root, pill, gpus, meta, detail, inFlight, queue, stats, spark, line, held, caption };
+}
+
+// one element per name, made once and then updated in place (so focus and scrolling survive a redraw),
+// removed when its name is gone
+function keyed(entries, parent, items, nameOf, make, update) {
+  const seen = new Set();
+  for (const item of items) {
+    const name = nameOf(item);
+    seen.add(name);
+    let entry = entries.get(name);
+    if (!entry) {
+      entry = make(name);
+      entries.set(name, entry);
+      parent.append(entry.root);
+    }
+    update(entry, item);
+  }
+  for (const [name, entry] of entries) {
+    if (!seen.has(name)) {
+      entry.root.remove();
+      entries.delete(name);
+    }
+  }
+}
+
+// the last minute's figures into their cells (a container's card, a model's row)
+function showFigures(cells, f, windowSeconds) {
+  setText(cells.rps, f ? num(f.requests_per_s, 2) : "0");
+  cells.rps.title = `${f ? f.requests : 0} requests in the last ${windowSeconds} s`;
+  setText(cells.ttft, f ? pair(f.ttft_p50, f.ttft_p95) : "–");
+  setText(cells.tps, f ? num(f.tokens_per_s, 1) : "0");
+  setText(cells.errors, f ? num(f.errors, 0) : "0");
+  setText(cells.fallbacks, f ? num(f.fallbacks, 0) : "0");
+  cells.errors.dataset.alert = Boolean(f && f.errors);
 }
 
 function renderContainers(s) {
   const now = serverNow();
-  const box = $("containers");
-  const seen = new Set();
-  for (const c of s.containers) {
-    seen.add(c.name);
-    let card = state.cards.get(c.name);
-    if (!card) {
-      card = newCard(c.name);
-      state.cards.set(c.name, card);
-      box.append(card.root);
-    }
+  keyed(state.cards, $("containers"), s.containers, (c) => c.name, newCard, (card, c) => {
     const text = phaseText(c, now);
     card.root.dataset.state = c.state;
     card.root.setAttribute("aria-description", `state: ${text}`);
@@ -391,24 +416,11 @@ function renderContainers(s) {
     setText(card.detail, text + why);
     setBar(card.inFlight, c.in_flight, c.limit);
     setBar(card.queue, c.queued, c.max_queue);
-    const f = s.window.containers[c.name];
-    setText(card.stats.rps.dd, f ? num(f.requests_per_s, 2) : "0");
-    card.stats.rps.dd.title = `${f ? f.requests : 0} requests in the last ${s.window.seconds} s`;
-    setText(card.stats.ttft.dd, f ? pair(f.ttft_p50, f.ttft_p95) : "–");
-    setText(card.stats.tps.dd, f ? num(f.tokens_per_s, 1) : "0");
-    setText(card.stats.errors.dd, f ? num(f.errors, 0) : "0");
-    setText(card.stats.fallbacks.dd, f ? num(f.fallbacks, 0) : "0");
-    card.stats.errors.root.dataset.alert = Boolean(f && f.errors);
+    showFigures(card.stats, s.window.containers[c.name], s.window.seconds);
     drawSpark(card, state.sparks.get(c.name) || []);
     setText(card.caption, c.state === "down" ? "Models held when last seen" : "Models held");
     renderHeld(card, c.loaded, now);
-  }
-  for (const [name, card] of state.cards) {
-    if (!seen.has(name)) {
-      card.root.remove();
-      state.cards.delete(name);
-    }
-  }
+  });
   $("no-containers").hidden = s.containers.length > 0;
 }
 
@@ -440,26 +452,17 @@ function renderHeld(card, loaded, now) {
 
 function newRow(tag) {
   const cells = {};
-  const row = el("tr", { "data-model": tag });
+  const root = el("tr", { "data-model": tag });
   for (const name of ["model", "containers", "fallback", "context", "capabilities", "rps", "ttft", "tps", "errors", "fallbacks", "cold"]) {
     cells[name] = el(name === "model" ? "th" : "td", name === "model" ? { scope: "row", "data-cell": name } : { "data-cell": name });
     if (["context", "rps", "ttft", "tps", "errors", "fallbacks"].includes(name)) cells[name].className = "num";
-    row.append(cells[name]);
+    root.append(cells[name]);
   }
-  return { row, cells };
+  return { root, cells };
 }
 
 function renderModels(s) {
-  const body = $("models").tBodies[0];
-  const seen = new Set();
-  for (const m of s.models) {
-    seen.add(m.model);
-    let r = state.rows.get(m.model);
-    if (!r) {
-      r = newRow(m.model);
-      state.rows.set(m.model, r);
-      body.append(r.row);
-    }
+  keyed(state.rows, $("models").tBodies[0], s.models, (m) => m.model, newRow, (r, m) => {
     const c = r.cells;
     const signature = JSON.stringify([m.aliases, m.containers, m.ready, m.up, m.fallback, m.capabilities]);
     if (r.signature !== signature) {
@@ -478,23 +481,11 @@ function renderModels(s) {
     }
     setText(c.context, contextLength(m.context_length));
     const f = s.window.models[m.model];
-    setText(c.rps, f ? num(f.requests_per_s, 2) : "0");
-    c.rps.title = `${f ? f.requests : 0} requests in the last ${s.window.seconds} s`;
-    setText(c.ttft, f ? pair(f.ttft_p50, f.ttft_p95) : "–");
-    setText(c.tps, f ? num(f.tokens_per_s, 1) : "0");
-    setText(c.errors, f ? num(f.errors, 0) : "0");
-    setText(c.fallbacks, f ? num(f.fallbacks, 0) : "0");
-    const recent = state.coldLoads.get(m.model) || [];
-    const last = recent[0];
-    const count = f ? f.cold_loads : 0;
-    setText(c.cold, last ? `${count} in last min · last ${clock(last.at)} on ${last.container} (${num(last.load_seconds, 2)} s)` : `${count} in last min`);
-  }
-  for (const [tag, r] of state.rows) {
-    if (!seen.has(tag)) {
-      r.row.remove();
-      state.rows.delete(tag);
-    }
-  }
+    showFigures(c, f, s.window.seconds);
+    const last = (state.coldLoads.get(m.model) || [])[0];
+    const count = `${f ? f.cold_loads : 0} in last min`;
+    setText(c.cold, last ? `${count} · last ${clock(last.at)} on ${last.container} (${num(last.load_seconds, 2)} s)` : count);
+  });
 }
 
 // ---------------------------------------------------------------- events
