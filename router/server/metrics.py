@@ -184,10 +184,8 @@ class RouterMetrics(Collector):
             if record.tail and status == 200:
                 answer = self._observe_stats(record, model, container, tail_stats(record.tail))
         if model or container:  # a request that named a catalog model (not a probe, a scrape or an unknown name)
-            self.window.add(
-                model, container, failed=status == 429 or status >= 500 or record.stream_broken is not None,
-                fallback_from=record.fallback_from, ttft=ttft, tokens=answer.tokens, speed=answer.speed, cold=answer.cold,
-            )
+            failed = status == 429 or status >= 500 or record.stream_broken is not None
+            self.window.add(model, container, failed, record.fallback_from, ttft, answer.tokens, answer.speed, answer.cold)
 
     def _observe_stats(self, record: Record, model: str, container: str, stats: dict[bytes, int]) -> AnswerStats:
         if not stats:

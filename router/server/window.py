@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 SPAN = 60  # seconds
-SAMPLES = 2048  # latest percentile samples kept per series (a busy series' percentiles cover its latest SAMPLES answers)
+SAMPLES = 1024  # latest percentile samples kept per series (a busy series' percentiles cover its latest SAMPLES answers)
 
 REQUESTS, ERRORS, FALLBACKS, COLD_LOADS, TOKENS = range(5)
 FIELDS = 5
@@ -70,6 +70,13 @@ def _rounded(value: float | None, digits: int) -> float | None:
     return None if value is None else round(value, digits)
 
 
+def _recent(samples: deque[tuple[float, float]], since: float) -> list[float]:
+    """The values of samples taken after `since`; older ones (at the left: oldest first) are dropped for good."""
+    while samples and samples[0][0] <= since:
+        samples.popleft()
+    return [value for _, value in samples]
+
+
 class _Series:
     __slots__ = ("counts", "last", "seconds", "speed", "ttft")
 
@@ -104,7 +111,6 @@ class Window:
         self,
         model: str,
         container: str,
-        *,
         failed: bool,
         fallback_from: str | None,
         ttft: float | None,
@@ -115,30 +121,40 @@ class Window:
         """One answered request for `model` (a catalog tag; "" when none) on `container` ("" when none)."""
         now = self.clock()
         second = int(now)
-        touched = [self.total]
+        self._count(self.total, now, second, failed, ttft, tokens, speed, cold)
         if model:
-            touched.append(self.models.get(model) or self.models.setdefault(model, _Series()))
+            self._count(self._series(self.models, model), now, second, failed, ttft, tokens, speed, cold)
         if container:
-            touched.append(self.containers.get(container) or self.containers.setdefault(container, _Series()))
-        for series in touched:
-            counts = series.slot(second)
-            counts[REQUESTS] += 1
-            if failed:
-                counts[ERRORS] += 1
-            if tokens:
-                counts[TOKENS] += tokens
-            if cold:
-                counts[COLD_LOADS] += 1
-            if ttft is not None:
-                series.ttft.append((now, ttft))
-            if speed is not None:
-                series.speed.append((now, speed))
+            self._count(self._series(self.containers, container), now, second, failed, ttft, tokens, speed, cold)
         if fallback_from is not None:
             self.total.slot(second)[FALLBACKS] += 1
             if container:
-                touched[-1].slot(second)[FALLBACKS] += 1
-            asked = self.models.get(fallback_from) or self.models.setdefault(fallback_from, _Series())
-            asked.slot(second)[FALLBACKS] += 1
+                self.containers[container].slot(second)[FALLBACKS] += 1
+            self._series(self.models, fallback_from).slot(second)[FALLBACKS] += 1
+
+    @staticmethod
+    def _series(table: dict[str, _Series], name: str) -> _Series:
+        series = table.get(name)
+        if series is None:
+            series = table[name] = _Series()
+        return series
+
+    @staticmethod
+    def _count(
+        series: _Series, now: float, second: int, failed: bool, ttft: float | None, tokens: int, speed: float | None, cold: bool
+    ) -> None:
+        counts = series.slot(second)
+        counts[REQUESTS] += 1
+        if failed:
+            counts[ERRORS] += 1
+        if tokens:
+            counts[TOKENS] += tokens
+        if cold:
+            counts[COLD_LOADS] += 1
+        if ttft is not None:
+            series.ttft.append((now, ttft))
+        if speed is not None:
+            series.speed.append((now, speed))
 
     def figures(self) -> dict[str, Any]:
         """{"seconds", "total", "containers": {name: figures}, "models": {tag: figures}} as plain dicts."""
@@ -172,8 +188,8 @@ class Window:
                 if second >= first:
                     for field, value in enumerate(one.counts[index]):
                         sums[field] += value
-            ttft += [value for at, value in one.ttft if at > since]
-            speed += [value for at, value in one.speed if at > since]
+            ttft += _recent(one.ttft, since)
+            speed += _recent(one.speed, since)
         ttft.sort()
         speed.sort()
         elapsed = max(1.0, min(float(SPAN), now - self.started))

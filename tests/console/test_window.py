@@ -16,8 +16,8 @@ class Clock:
 
 
 def add(window: Window, model: str = "m", container: str = "c", **fields: Any) -> None:
-    values: dict[str, Any] = {"failed": False, "fallback_from": None, "ttft": None, "tokens": 0, "speed": None, "cold": False}
-    window.add(model, container, **{**values, **fields})
+    values: dict[str, Any] = {"failed": False, "fallback_from": None, "ttft": None, "tokens": 0, "speed": None, "cold": False, **fields}
+    window.add(model, container, **values)
 
 
 def test_counts_rates_and_percentiles_over_the_last_minute() -> None:
