@@ -102,6 +102,8 @@ class RouterSpec(_Strict):
     cold_load_threshold: Seconds | None = None
     probe_timeout: Seconds | None = None
     connect_timeout: Seconds | None = None
+    events_heartbeat: Annotated[Seconds, Field(gt=0, le=15)] | None = None  # /router/events: a comment at least this often
+    snapshot_interval: Annotated[Seconds, Field(gt=0, le=1)] | None = None  # /router/events: the fleet's snapshot this often
 
 
 class CatalogSpec(_Strict):
