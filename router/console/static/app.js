@@ -252,7 +252,8 @@ function onSnapshot(snapshot) {
 
 function renderHeader(s) {
   const ready = s.ready ? "ready" : "not ready";
-  setText($("fleet"), `${ready} · up ${span(s.uptime_seconds)} · ${s.containers.length} containers · ${s.models.length} models`);
+  const count = (n, what) => `${n} ${what}${n === 1 ? "" : "s"}`;
+  setText($("fleet"), `${ready} · up ${span(s.uptime_seconds)} · ${count(s.containers.length, "container")} · ${count(s.models.length, "model")}`);
   $("fleet").dataset.ready = s.ready;
   const v = s.viewer;
   const text = v.key === null ? "open router (no keys file)" : v.admin ? `key ${v.key} (admin)` : `key ${v.key} (its own models only)`;
