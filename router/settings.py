@@ -65,6 +65,10 @@ class RouterSettings(BaseSettings):
     header_timeout: Seconds = Field(30.0, gt=0)
     body_timeout: Seconds = Field(60.0, gt=0)
     cold_load_threshold: Seconds = 1.0  # a load_duration above this counts as a cold load
+    # /router/events: a comment line at least this often (proxies and scripts see a live stream even when
+    # nothing happens), and the fleet's snapshot this often (the console redraws from it)
+    events_heartbeat: Seconds = Field(15.0, gt=0, le=15)
+    snapshot_interval: Seconds = Field(1.0, gt=0, le=1)
     allowed_origins: CommaList = Field(default_factory=list)  # browser origins besides the local ones (like OLLAMA_ORIGINS)
 
     api_keys_file: str | None = None

@@ -58,6 +58,19 @@ ONE_CONTAINER = catalog_yaml("a", models={"llama3.2:3b": "containers: [a]"})
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+async def curl(*args: str) -> tuple[int, dict[str, str], bytes]:
+    """Status, headers and body of one `curl -i` (a child process: the router runs in the test's loop)."""
+    process = await asyncio.create_subprocess_exec(
+        "curl", "-sS", "-i", "--max-time", "20", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await process.communicate()
+    assert process.returncode == 0, err.decode()
+    head, _, body = out.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode().split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in header_lines)}
+    return int(status_line.split()[1]), headers, body
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -1,9 +1,9 @@
 """Who is calling, may they use this path, are they within their rate.
 
-Probes (`/healthz`, `/readyz`) are always open; `/metrics`, `/router/status`,
-`/router/reload` and the console's data (`/router/events`) need an admin key
-(the console itself shows a non-admin key its own models only); every other
-path needs a key. Without a keys file the router is open and says so at start.
+Probes (`/healthz`, `/readyz`) and the console's files (`/ui/`) are always
+open; `/metrics`, `/router/status` and `/router/reload` need an admin key;
+every other path needs a key, the console's data (`/router/events`) too: a
+non-admin key gets only what concerns its own models there. Without a keys file the router is open and says so at start.
 
 The keys file can change while the router runs (`keys revoke`, `keys rotate`,
 an edit): `KeyRing.reload` swaps in the new keys between requests, and keeps

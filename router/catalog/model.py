@@ -153,6 +153,8 @@ class RouterSpec(_Strict):
     # Deployment: router replicas (`ollama-router k8s`) and the Redis they share
     replicas: Annotated[int, Field(ge=1, strict=True)] | None = None
     redis_url: RedisUrl | None = None
+    events_heartbeat: Annotated[Seconds, Field(gt=0, le=15)] | None = None  # /router/events: a comment at least this often
+    snapshot_interval: Annotated[Seconds, Field(gt=0, le=1)] | None = None  # /router/events: the fleet's snapshot this often
 
 
 class CatalogSpec(_Strict):

@@ -3,29 +3,19 @@
 
 from __future__ import annotations
 
-import time
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 from aiohttp import web
 
 from router import wire
-from router.fleet.state import ContainerState, Phase
 from router.server.context import runtime_of, services
 from router.server.reload import RELOADER
-
-RECENT_EVENTS = 50
+from router.server.status import status_document
 
 
 def _json(value: Any, status: int = 200) -> web.Response:
     return web.Response(status=status, body=orjson.dumps(value), headers={"Content-Type": wire.JSON})
-
-
-def iso(epoch: float | None) -> str | None:
-    if epoch is None:
-        return None
-    return datetime.fromtimestamp(epoch, UTC).isoformat()
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -47,75 +37,8 @@ async def readyz(request: web.Request) -> web.Response:
     return _json({"ready": False, "reasons": reasons, "models_without_container": unserved}, status=503)
 
 
-def container_status(state: ContainerState) -> dict[str, Any]:
-    c = state.container
-    ejection = state.ejection
-    return {
-        "name": state.name,
-        "url": state.url,
-        "managed": c.managed,
-        "gpus": list(c.gpus),
-        "state": state.phase.value,
-        "version": state.version,
-        "last_probe": iso(state.last_probe),
-        "consecutive_failures": state.consecutive_failures,
-        "last_error": state.last_error,
-        "down_since": iso(state.down_since),
-        "ejected": state.phase is Phase.EJECTED,
-        "ejected_until": iso(ejection.until) if ejection is not None and state.phase is Phase.EJECTED else None,
-        "ejection_reason": ejection.reason if ejection is not None and state.phase in (Phase.EJECTED, Phase.PROBATION) else None,
-        "ejections": state.ejected_total,
-        "in_flight": state.in_flight,
-        "limit": state.slots.limit,
-        "queued": state.slots.queued,
-        "served": state.served,
-        "failures": state.failures,
-        "loaded": [
-            {"model": m.name, "expires_at": iso(m.expires_at), "size_vram": m.size_vram, "context_length": m.context_length}
-            for m in state.loaded.values()
-        ],
-    }
-
-
 async def status(request: web.Request) -> web.Response:
-    svc = services(request)
-    runtime = runtime_of(request)
-    fleet = svc.fleet
-    reloader = request.app[RELOADER]
-    models = []
-    for model in runtime.catalog.models.values():
-        states = runtime.states_for(model)
-        models.append({
-            "model": model.tag,
-            "aliases": list(model.aliases),
-            "fallback": list(model.fallback),
-            "context_length": model.context_length,
-            "capabilities": list(model.capabilities),
-            "containers": [s.name for s in states],
-            "ready": fleet.model_ready(model),
-            "up": [s.name for s in states if s.routable],
-        })
-    info = runtime.info
-    return _json({
-        "ready": fleet.is_ready(),
-        "uptime_seconds": round(time.time() - svc.started, 1),
-        "catalog": {
-            "path": info.path,
-            "sha256": info.sha256,
-            "loaded_at": iso(info.loaded_at),
-            "last_reload_error": reloader.last_error if reloader is not None else None,
-            "last_reload_attempt": iso(reloader.last_attempt) if reloader is not None else None,
-        },
-        "containers": [container_status(s) for s in fleet.all_states()],
-        "models": models,
-        "counters": {
-            "fallbacks": svc.metrics.fallbacks_total,
-            "stream_failures": svc.proxy.stream_failures,
-            "keepwarm_pings": svc.keepwarm.pings,
-        },
-        "preload_errors": dict(fleet.preload_errors),
-        "keys_reload_error": svc.keys.last_error if svc.keys is not None else None,
-    })
+    return _json(status_document(services(request), runtime_of(request), request.app[RELOADER]))
 
 
 async def reload(request: web.Request) -> web.Response:

@@ -32,7 +32,7 @@ from router.http.errors import BodyTooLarge, MethodNotAllowed, NotFoundRoute, Ro
 from router.http.record import Record
 from router.limits import Limits
 from router.logs import AccessLog
-from router.server import admin, ollama_api, openai_api
+from router.server import admin, console, event_stream, ollama_api, openai_api
 from router.server.context import RECORD, RUNTIME, SERVICES, record_of
 from router.server.reload import RELOADER, CatalogSource, Reloader
 from router.server.runner import RUNNER_OPTIONS, RunnerOptions
@@ -250,6 +250,8 @@ def create_app(
     ollama_api.add_routes(app)
     openai_api.add_routes(app)
     admin.add_routes(app)
+    event_stream.add_routes(app)
+    console.add_routes(app)
     app.cleanup_ctx.append(lifecycle(services, reloader, before_preload))
     return app
 

@@ -2,7 +2,8 @@
 
 Cheap on the request path: the edge middleware hands each request's `Record`
 here once, after the answer has gone out (no per-chunk work), into plain
-series (`router.server.series`). Token counts and rates come from the answer's
+series (`router.server.series`) and the console's last-minute window
+(`router.server.window`); a cold load is also published as an event. Token counts and rates come from the answer's
 last bytes (`Record.tail`), where Ollama puts its eval stats and the other APIs
 their usage. Fleet gauges (backend_up, in_flight, queue_depth, ejected) are
 read from the fleet's state at scrape time.
@@ -13,6 +14,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
+from typing import NamedTuple
 
 import orjson
 from aiohttp import web
@@ -21,10 +23,12 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from router import wire
+from router.events import EventHub
 from router.fleet.fleet import Fleet
 from router.fleet.state import Phase
 from router.http.record import Record
 from router.server.series import CounterSeries, HistogramSeries
+from router.server.window import Window
 
 PREFIX = "ollama_router_"
 TAIL_SCAN_BYTES = 512
@@ -87,6 +91,17 @@ def _scan(tail: bytes) -> dict[bytes, int]:
     return stats
 
 
+class AnswerStats(NamedTuple):
+    """What the window needs from an answer's stats."""
+
+    tokens: int  # output tokens
+    speed: float | None  # output tokens per second of generation
+    cold: bool  # its load_duration was over the cold-load threshold
+
+
+NO_STATS = AnswerStats(0, None, False)
+
+
 class FleetCollector(Collector):
     """backend_up, ejected, in_flight and queue_depth per container, read when scraped."""
 
@@ -115,8 +130,10 @@ class FleetCollector(Collector):
 class RouterMetrics(Collector):
     """One registry per app (tests run several routers in one process)."""
 
-    def __init__(self, fleet: Fleet, *, cold_load_threshold: float) -> None:
+    def __init__(self, fleet: Fleet, *, events: EventHub, window: Window, cold_load_threshold: float) -> None:
         self.fleet = fleet
+        self.events = events
+        self.window = window
         self.cold_load_ns = cold_load_threshold * 1e9
         self.requests = CounterSeries(PREFIX + "requests", "requests answered", ["model", "container", "status", "api"])
         self.duration = HistogramSeries(PREFIX + "request_duration_seconds", "time from request to the answer's last byte", ["api", "model"], LATENCY_BUCKETS)
@@ -155,32 +172,42 @@ class RouterMetrics(Collector):
         self.duration.observe((api, model), now - record.started)
         if record.attempts:
             self.queue_wait.observe((container,), record.queue_wait)
-        if record.ttfb is None:
-            return
-        self.overhead.observe((), max(0.0, record.ttfb - record.queue_wait - record.upstream_wait))
-        if content_type.startswith(STREAMED):
-            self.ttft.observe((model,), record.ttfb)
-        if record.fallback_from is not None:
-            self.fallbacks.inc((record.fallback_from, model, record.fallback_reason or ""))
-        if record.tail and status == 200:
-            self._observe_stats(record, model, container, tail_stats(record.tail))
+        ttft = None
+        answer = NO_STATS
+        if record.ttfb is not None:
+            self.overhead.observe((), max(0.0, record.ttfb - record.queue_wait - record.upstream_wait))
+            if content_type.startswith(STREAMED):
+                ttft = record.ttfb
+                self.ttft.observe((model,), ttft)
+            if record.fallback_from is not None:
+                self.fallbacks.inc((record.fallback_from, model, record.fallback_reason or ""))
+            if record.tail and status == 200:
+                answer = self._observe_stats(record, model, container, tail_stats(record.tail))
+        if model or container:  # a request that named a catalog model (not a probe, a scrape or an unknown name)
+            failed = status == 429 or status >= 500 or record.stream_broken is not None
+            self.window.add(model, container, failed, record.fallback_from, ttft, answer.tokens, answer.speed, answer.cold)
 
-    def _observe_stats(self, record: Record, model: str, container: str, stats: dict[bytes, int]) -> None:
+    def _observe_stats(self, record: Record, model: str, container: str, stats: dict[bytes, int]) -> AnswerStats:
         if not stats:
-            return
+            return NO_STATS
         key = (record.key_name or "anonymous",)
         prompt = stats.get(b"prompt_eval_count", stats.get(b"prompt_tokens"))
         completion = stats.get(b"eval_count", stats.get(b"completion_tokens"))
+        speed = None
         if prompt:
             self.prompt_tokens.inc(key, prompt)
         if completion:
             self.completion_tokens.inc(key, completion)
             duration_ns = stats.get(b"eval_duration")
             if duration_ns:
-                self.tokens_per_second.observe((model,), completion * 1e9 / duration_ns)
-        load_ns = stats.get(b"load_duration")
-        if load_ns is not None and load_ns > self.cold_load_ns:
+                speed = completion * 1e9 / duration_ns
+                self.tokens_per_second.observe((model,), speed)
+        load_ns = stats.get(b"load_duration", 0)
+        cold = load_ns > self.cold_load_ns
+        if cold:
             self.cold_loads.inc((model, container))
+            self.events.publish("cold_load", model=model, container=container, load_seconds=round(load_ns / 1e9, 3))
+        return AnswerStats(completion or 0, speed, cold)
 
     def after_request(self, record: Record, status: int, content_type: str) -> None:
         """Called by the edge middleware once per request, after its answer."""

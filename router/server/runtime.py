@@ -9,7 +9,8 @@ Two layers with different lifetimes:
   old catalog finishes under it (its retries included).
 - `Services`: what lives as long as the process: the fleet (container
   states survive a reload when their definition did not change), health and
-  keep-warm tasks, limits, metrics, the event hub, the keys.
+  keep-warm tasks, limits, metrics and the last-minute window, the event
+  hub, the keys.
 
 Nothing is attached to either after it is built.
 """
@@ -37,6 +38,7 @@ from router.limits.local import LocalLimits
 from router.logs import AccessLog, StructlogAccessLine
 from router.server.metrics import RouterMetrics
 from router.server.proxy import Proxy
+from router.server.window import Window
 from router.settings import RouterSettings
 from router.wire import is_loopback
 
@@ -123,6 +125,7 @@ class Services:
     proxy: Proxy
     limits: Limits
     metrics: RouterMetrics
+    window: Window  # the last minute, for the console
     events: EventHub
     keys: KeyRing | None
     access_log: AccessLog
@@ -155,7 +158,8 @@ def build_services(
     keepwarm = KeepWarm(fleet, events, margin=keepwarm_margin(settings), load_timeout=settings.load_timeout, enabled=settings.keep_warm)
     health = HealthMonitor(fleet, interval=settings.health_interval, probe_timeout=settings.probe_timeout, on_probe=keepwarm.after_probe)
     balancer = Balancer(fleet)
-    metrics = RouterMetrics(fleet, cold_load_threshold=settings.cold_load_threshold)
+    window = Window()
+    metrics = RouterMetrics(fleet, events=events, window=window, cold_load_threshold=settings.cold_load_threshold)
     proxy = Proxy(fleet, balancer, limits, events)
     holder = RuntimeHolder(build_runtime(catalog, settings, fleet, source_text=source_text))
     return Services(
@@ -167,6 +171,7 @@ def build_services(
         proxy=proxy,
         limits=limits,
         metrics=metrics,
+        window=window,
         events=events,
         keys=keys,
         access_log=access_log if access_log is not None else StructlogAccessLine(),

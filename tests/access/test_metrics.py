@@ -17,6 +17,7 @@ from router.catalog import parse_catalog
 from router.fleet.fleet import Fleet
 from router.http.record import Record
 from router.server.metrics import RouterMetrics, tail_stats
+from router.server.window import Window
 from tests.access.support import CATALOG, LLAMA, MESSAGES, QWEN, Keyed, parse_metrics, sample
 from tests.harness import catalog_yaml, fleet_of, router_fleet
 
@@ -65,7 +66,7 @@ async def test_metrics_move_as_requests_flow(keyed: Keyed) -> None:
 
 def _metrics() -> tuple[RouterMetrics, Fleet]:
     fleet = fleet_of(parse_catalog(textwrap.dedent(CATALOG), "catalog.yaml").catalog, max_queue=4)
-    return RouterMetrics(fleet, cold_load_threshold=1.0), fleet
+    return RouterMetrics(fleet, events=fleet.events, window=Window(), cold_load_threshold=1.0), fleet
 
 
 def _served(**fields: object) -> Record:
@@ -77,7 +78,7 @@ def _served(**fields: object) -> Record:
 
 
 def test_fallbacks_and_cold_loads_are_counted() -> None:
-    metrics, _ = _metrics()
+    metrics, fleet = _metrics()
     cold = b'{"done":true,"load_duration":2500000000,"prompt_eval_count":3,"eval_count":10,"eval_duration":500000000}\n'
     warm = cold.replace(b"2500000000", b"1000")
     metrics.observe(_served(tail=cold, key_name="k"), 200, "ollama", "application/x-ndjson", 1.0)
@@ -89,6 +90,17 @@ def test_fallbacks_and_cold_loads_are_counted() -> None:
     assert sample(samples, P + "output_tokens_per_second_sum", model=LLAMA) == pytest.approx(20.0)
     assert sample(samples, P + "prompt_tokens_total", key="k") == 3
     assert sample(samples, P + "completion_tokens_total", key="anonymous") == 10
+    # the same answers in the console's event list and last-minute window
+    assert [(e.kind, e.fields) for e in fleet.events] == [
+        ("cold_load", {"model": LLAMA, "container": "a", "load_seconds": 2.5})
+    ]
+    window = metrics.window.figures()
+    assert window["models"][LLAMA] == {
+        "requests": 1, "errors": 0, "fallbacks": 1, "cold_loads": 1, "tokens": 10, "requests_per_s": 1.0,
+        "tokens_per_s": 10.0, "ttft_p50": 0.01, "ttft_p95": 0.01, "speed_p50": 20.0,
+    }
+    assert window["models"][QWEN]["requests"] == 1 and window["models"][QWEN]["fallbacks"] == 0
+    assert window["containers"]["q"]["fallbacks"] == 1 and window["total"]["cold_loads"] == 1
 
 
 async def test_fleet_gauges_are_read_at_scrape_time() -> None:
