@@ -7,8 +7,9 @@
 
 `emulator(**fields)` takes any EmulatorConfig field (models, embedding_models,
 load_time, tokens_per_second, num_parallel, max_queue, max_loaded_models,
-keep_alive, version, allow_pull, response_tokens, context_length, pull_time,
-check_host, origins) and listens on a free loopback port. Defaults: models
+keep_alive, version, allow_pull, response_tokens, context_length, vram_gib,
+pull_time, check_host, origins, audio_models, no_cloud, no_cloud_env) and
+listens on a free loopback port. Defaults: models
 llama3.2 and qwen2.5:7b, embedding model nomic-embed-text, no delays.
 
 The in-process flavour runs on its own event loop in a thread: sync clients

@@ -59,6 +59,12 @@ def config_argv(config: EmulatorConfig) -> list[str]:
         argv.append("--no-host-check")
     for origin in config.origins:
         argv += ["--origin", origin]
+    for name in config.audio_models:
+        argv += ["--audio-model", name]
+    if config.vram_gib:
+        argv += ["--vram-gib", str(config.vram_gib)]
+    if config.no_cloud:
+        argv.append("--no-cloud")
     return argv
 
 
@@ -177,7 +183,8 @@ def _start_process(config: EmulatorConfig, timeout: float = 30.0) -> EmulatorHan
     argv = [sys.executable, "-m", "router.emulator", *config_argv(config)]
     # stderr goes to a file, never a pipe nobody drains (a full pipe would stall the server).
     stderr = tempfile.TemporaryFile("w+")  # noqa: SIM115 - the handle closes it with the process
-    process = sp.Popen(argv, stdout=sp.PIPE, stderr=stderr, text=True)
+    env = {**os.environ, "OLLAMA_NO_CLOUD": "1" if config.no_cloud_env else ""}
+    process = sp.Popen(argv, stdout=sp.PIPE, stderr=stderr, text=True, env=env)
     handle = EmulatorHandle(config, pid=process.pid, process=process)
     deadline = time.monotonic() + timeout
     assert process.stdout is not None

@@ -212,7 +212,7 @@ class CatalogApi:
                 raise ApiError(400, f'source "{source}" is invalid') from None
             if info is None:
                 raise ApiError(404, f'model "{source}" not found')
-            self.store.install(destination, embedding=info.embedding)
+            self.store.install(destination, embedding=info.embedding, audio=info.audio)
             return web.Response()
         except ApiError as exc:
             return exc.native()

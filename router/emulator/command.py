@@ -13,8 +13,8 @@ import sys
 from typing import Any
 
 from router.catalog.names import InvalidModelName, parse_model_name
-from router.emulator.config import EmulatorConfig
-from router.emulator.envconfig import env, env_int, parse_ollama_host
+from router.emulator.config import DEFAULT_VERSION, EmulatorConfig
+from router.emulator.envconfig import env, env_bool, env_int, parse_ollama_host
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,9 +33,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--max-loaded-models", type=int, metavar="N",
         help="loaded-model cap (OLLAMA_MAX_LOADED_MODELS, default 0 = 3)")
     add("--keep-alive", metavar="DURATION", help="default keep-alive (OLLAMA_KEEP_ALIVE, default 5m)")
-    add("--context-length", type=int, metavar="N", help="model context (OLLAMA_CONTEXT_LENGTH, default 4096)")
-    add("--version", dest="ollama_version", default="0.33.0", metavar="X.Y.Z",
-        help="what /api/version reports; < 0.32.6 selects the legacy OpenAI chat stream")
+    add("--context-length", type=int, metavar="N",
+        help="num_ctx of loads that ask for none (OLLAMA_CONTEXT_LENGTH, default 0 = from --vram-gib)")
+    add("--vram-gib", type=float, default=0.0, metavar="GIB",
+        help="GPU memory the server has: sets the default num_ctx (<23: 4096, <47: 32768, else 262144; default 0)")
+    add("--audio-model", dest="audio_models", action="append", default=[], metavar="NAME",
+        help="installed model with the audio capability (/v1/audio/transcriptions), repeatable")
+    add("--no-cloud", action="store_true",
+        help="disable cloud models as ~/.ollama/server.json would (OLLAMA_NO_CLOUD does the same as 'env')")
+    add("--version", dest="ollama_version", default=DEFAULT_VERSION, metavar="X.Y.Z",
+        help=f"the Ollama release to be (default {DEFAULT_VERSION}): /api/version, which endpoints exist, "
+             "the OpenAI chat stream dialect (legacy below 0.32.6)")
     add("--no-pull", dest="allow_pull", action="store_false", help="pulls fail like an unknown manifest")
     add("--response-tokens", type=int, default=24, metavar="N", help="tokens per answer (default 24)")
     add("--pull-time", type=float, default=1.0, metavar="SECONDS", help="simulated download time (default 1)")
@@ -66,7 +74,11 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         version=args.ollama_version,
         allow_pull=args.allow_pull,
         response_tokens=args.response_tokens,
-        context_length=context if context > 0 else 4096,
+        context_length=max(context, 0),
+        vram_gib=max(args.vram_gib, 0.0),
+        audio_models=list(args.audio_models),
+        no_cloud=args.no_cloud,
+        no_cloud_env=env_bool("OLLAMA_NO_CLOUD"),
         pull_time=args.pull_time,
         check_host=args.check_host,
         origins=args.origins if args.origins is not None else (env("OLLAMA_ORIGINS") or "").split(","),
@@ -81,7 +93,7 @@ async def _serve(config: EmulatorConfig) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     running = await run_emulator(config)
-    models = ", ".join(config.models + config.embedding_models) or "none (pull some)"
+    models = ", ".join(dict.fromkeys(config.models + config.embedding_models + config.audio_models)) or "none (pull some)"
     # One line on stdout, flushed: scripts and tests wait for it (port 0 included).
     print(f"ollama emulator {config.version} listening on {running.url} models: {models}", flush=True)
     try:
@@ -93,7 +105,7 @@ async def _serve(config: EmulatorConfig) -> None:
 def run(args: argparse.Namespace) -> int:
     """Serve until SIGINT/SIGTERM; 1 when the address cannot be bound, 2 for a bad model name."""
     config = config_from_args(args)
-    for name in config.models + config.embedding_models:
+    for name in config.models + config.embedding_models + config.audio_models:
         try:
             parse_model_name(name)
         except InvalidModelName as exc:

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 from router.catalog.durations import parse_env_keep_alive, parse_keep_alive
 
+# The newest stable release (docs/ollama-wire-2026.md §1): what an emulator is unless told.
+DEFAULT_VERSION = "0.32.15"
 # The OpenAI chat stream dialect changed in this release (docs/ollama-wire.md §10.1).
 CURRENT_STREAM_DIALECT_SINCE = (0, 32, 6)
 # /api/tags capabilities and details.context_length appeared here (13).
@@ -40,14 +42,19 @@ class EmulatorConfig:
     max_queue: int = 512
     max_loaded_models: int = 3
     keep_alive: str | float = "5m"
-    version: str = "0.33.0"
+    version: str = DEFAULT_VERSION
     allow_pull: bool = True
     response_tokens: int = 24
-    context_length: int = 4096
+    # OLLAMA_CONTEXT_LENGTH: the num_ctx of loads that do not ask; 0 = from the VRAM tier (§7.1)
+    context_length: int = 0
+    vram_gib: float = 0.0  # total GPU memory the emulated server reports; 0 = a CPU-only box
     pull_time: float = 1.0  # seconds of simulated download for a model not yet installed
     # DNS-rebinding protection of 8.1; only active when bound to loopback.
     check_host: bool = True
     origins: list[str] = field(default_factory=list)  # OLLAMA_ORIGINS, besides the built-in ones
+    audio_models: list[str] = field(default_factory=list)  # installed models with the audio capability
+    no_cloud: bool = False  # ~/.ollama/server.json disable_ollama_cloud (§6.3)
+    no_cloud_env: bool = False  # OLLAMA_NO_CLOUD (§6.3)
 
     @property
     def default_keep_alive(self) -> float:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from typing import Any
 
 import orjson
 from aiohttp import web
@@ -124,3 +125,11 @@ async def read_json(request: web.Request, struct: str, types: FieldTypes, packag
                 f"json: cannot unmarshal {go_kind(value)} into Go struct field {struct}.{name} of type {go_type}",
             )
     return data
+
+
+async def bind_json(request: web.Request, struct: str, types: FieldTypes, package: str) -> dict[str, Any]:
+    """gin's ShouldBindJSON in a compatibility middleware: as read_json, except
+    that an empty body is the decoder's bare `EOF`."""
+    if not await request.read():
+        raise ApiError(400, "EOF")
+    return await read_json(request, struct, types, package)

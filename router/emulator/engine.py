@@ -19,6 +19,7 @@ from router.emulator.errors import ApiError, StreamCut
 from router.emulator.faults import Fault
 from router.emulator.scheduler import Runner, Scheduler
 from router.emulator.store import ModelInfo
+from router.emulator.window import Fit
 
 # Prompt processing is this many times faster than generation (typical on GPUs).
 PROMPT_SPEEDUP = 10.0
@@ -56,6 +57,8 @@ class Job:
     options: dict[str, Any] | None = None  # native options (load-time ones pick the runner)
     thinking: int = 0  # the first `thinking` tokens are reasoning, the rest the answer
     tool_calls: list[dict[str, Any]] | None = None  # native tool calls sent after the tokens
+    shift: object = None  # the request's "shift" (a load-time setting, window.py)
+    fit: Fit | None = None  # num_ctx -> prompt tokens evaluated; may refuse (window.py)
     start_ns: int = field(default_factory=time.monotonic_ns)
     metrics: Metrics = field(default_factory=Metrics)
     # set while running
@@ -97,10 +100,11 @@ class Engine:
         keep_alive: float | None,
         fault: Fault | None,
         options: dict[str, Any] | None = None,
+        shift: object = None,
     ) -> None:
         """The empty-prompt load request (4.4): schedule, apply keep-alive, done."""
         await self.preflight(fault)
-        runner = await self.scheduler.acquire(info, keep_alive, options)
+        runner = await self.scheduler.acquire(info, keep_alive, options, shift)
         try:
             if fault is not None and fault.kind == "slow":
                 await asyncio.sleep(fault.delay)
@@ -115,11 +119,13 @@ class Engine:
         if fault is not None:
             await self.preflight(fault)
         # Await-free when the model is loaded and a slot is free (the hot path).
-        runner = self.scheduler.try_acquire(job.info, job.keep_alive, job.options)
+        runner = self.scheduler.try_acquire(job.info, job.keep_alive, job.options, job.shift)
         if runner is None:
-            runner = await self.scheduler.acquire(job.info, job.keep_alive, job.options)
+            runner = await self.scheduler.acquire(job.info, job.keep_alive, job.options, job.shift)
         job.runner = runner
         job.loaded_ns = time.monotonic_ns()
+        if job.fit is not None:
+            job.prompt_tokens = job.fit(runner.context_length)
         if not runner.slots.try_acquire():
             await runner.slots.acquire()
         job.has_slot = True

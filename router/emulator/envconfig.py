@@ -36,6 +36,12 @@ def env_int(name: str, default: int) -> int:
         return default
 
 
+def env_bool(name: str) -> bool:
+    """Go's strconv.ParseBool as Ollama reads a flag: unset is false, junk is true."""
+    value = env(name)
+    return value is not None and value not in ("0", "f", "F", "FALSE", "false", "False")
+
+
 def parse_ollama_host(value: str | None) -> tuple[str, int]:
     """OLLAMA_HOST -> (bind host, port); "" host means all interfaces.
 

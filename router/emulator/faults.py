@@ -1,7 +1,8 @@
 """Fault injection: failures armed by tests through `/_emulator/faults`.
 
 A fault matches the next `count` model requests (generate, chat, embed,
-embeddings and their /v1 forms) whose model equals `model` (any model when
+embeddings and their /v1 forms, /v1/responses, /v1/messages,
+/v1/audio/transcriptions) whose model equals `model` (any model when
 absent) and whose path equals `path` (any path when absent); a negative
 count matches until the faults are cleared. `load_fail` is different: it
 is consumed by the next model *load* instead of a request.

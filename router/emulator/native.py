@@ -28,14 +28,15 @@ from router.emulator.validation import (
     num_predict,
     resolve,
 )
+from router.emulator.window import chat_fit, embed_fit, prompt_fit, resolve_shift
 from router.wire import NDJSON
 
 GENERATE_TYPES = {
     "model": STRING, "prompt": STRING, "suffix": STRING, "system": STRING, "template": STRING,
-    "stream": BOOL, "raw": BOOL, "options": OBJECT, "context": (((list,), "[]int")),
+    "stream": BOOL, "raw": BOOL, "options": OBJECT, "context": (((list,), "[]int")), "shift": BOOL,
 }
 CHAT_TYPES = {"model": STRING, "messages": (((list,), "[]api.Message")), "stream": BOOL,
-              "tools": (((list,), "api.Tools")), "options": OBJECT}
+              "tools": (((list,), "api.Tools")), "options": OBJECT, "shift": BOOL}
 EMBED_TYPES = {"model": STRING, "truncate": BOOL, "dimensions": INT, "options": OBJECT}
 EMBEDDINGS_TYPES = {"model": STRING, "prompt": STRING, "options": OBJECT}
 ASSISTANT_EMPTY = {"role": "assistant", "content": ""}
@@ -117,9 +118,11 @@ class NativeApi:
                 self.emulator, info, f"{system}\x1e{prompt}", options, num_predict(options),
                 think=thinks(info, body.get("think")), fmt=body.get("format"),
             )
+            prompt_tokens = prompt_token_count([system, prompt])
             job = Job(
-                info, keep_alive, prompt_token_count([system, prompt]), tokens, reason, fault,
-                options=options, thinking=thinking,
+                info, keep_alive, prompt_tokens, tokens, reason, fault, options=options, thinking=thinking,
+                shift=body.get("shift"),
+                fit=prompt_fit(prompt_tokens, resolve_shift(body.get("shift"), info), self.emulator.config),
             )
             with_context = not body.get("raw")
             if not streaming:
@@ -188,7 +191,11 @@ class NativeApi:
             )
             job = Job(
                 info, keep_alive, prompt_tokens, tokens, reason, fault,
-                options=options, thinking=thinking, tool_calls=tool_calls,
+                options=options, thinking=thinking, tool_calls=tool_calls, shift=body.get("shift"),
+                fit=chat_fit(
+                    [(m.get("role", ""), m.get("content") or "") for m in messages],
+                    resolve_shift(body.get("shift"), info), self.emulator.config,
+                ),
             )
             if not streaming:
                 await self.engine.complete(job)
@@ -236,7 +243,7 @@ class NativeApi:
             reason = "unload"
         else:
             options = check_options(body.get("options"))
-            await self.engine.load_only(info, keep_alive, fault, options)
+            await self.engine.load_only(info, keep_alive, fault, options, body.get("shift"))
             reason = "load"
         reply: dict[str, Any] = {"model": model, "created_at": created_at()}
         if chat:
@@ -261,9 +268,10 @@ class NativeApi:
             await self.engine.load_only(info, keep_alive, fault, options)
             return [], None
         counts = [count_tokens(text) for text in inputs]
-        if body.get("truncate") is False and max(counts) > info.context_length:
-            raise ApiError(400, "the input length exceeds the context length")
-        job = Job(info, keep_alive, sum(counts), (), "stop", fault, options=options)
+        job = Job(
+            info, keep_alive, sum(counts), (), "stop", fault, options=options,
+            fit=embed_fit(counts, body.get("truncate") is not False, self.emulator.config),
+        )
         await self.engine.complete(job)
         dimensions = body.get("dimensions")
         cut = dimensions if isinstance(dimensions, int) and dimensions > 0 else None

@@ -24,7 +24,8 @@ from router.emulator.state import Emulator
 from router.emulator.streaming import Framing, stream_job
 from router.emulator.text import prompt_token_count
 from router.emulator.tools import openai_tool_calls, plan_tool_calls
-from router.emulator.validation import chat_model, check_think, lookup, note_model, resolve_named
+from router.emulator.validation import chat_model, check_think, lookup, note_model, resolve_named, think_from_effort
+from router.emulator.window import chat_fit, prompt_fit, resolve_shift
 from router.wire import SSE
 
 FINGERPRINT = "fp_ollama"
@@ -39,8 +40,6 @@ COMPLETION_TYPES = {
     "temperature": NUMBER, "top_p": NUMBER, "stream_options": OBJECT,
 }
 EMBEDDING_TYPES = {"model": STRING, "dimensions": INT, "encoding_format": STRING}
-REASONING = {"none": False, "minimal": "low", "low": "low", "medium": "medium", "high": "high",
-             "max": "max", "xhigh": "max", "ultra": "max"}
 
 
 def _include_usage(body: dict[str, Any]) -> bool:
@@ -148,14 +147,8 @@ class OpenAIApi:
             effort = body.get("reasoning_effort")
             if effort is None and isinstance(body.get("reasoning"), dict):
                 effort = body["reasoning"].get("effort")
-            think: object = None
-            if effort is not None:
-                if effort not in REASONING:
-                    raise ApiError(
-                        400, f'invalid reasoning value: "{effort}" (must be "none", "minimal", "low", "medium", "high", "max")'
-                    )
-                think = REASONING[effort]
-                check_think(info, model, think)
+            think = think_from_effort(effort)
+            check_think(info, model, think)
             fault = self.faults.for_request(info.key, "/v1/chat/completions")
             prompt_key = "\x1e".join(
                 f"{m.get('role', '')}\x1f{t}" for m, t in zip(messages, texts, strict=True)
@@ -169,6 +162,10 @@ class OpenAIApi:
             job = Job(
                 info, None, prompt_token_count(texts, messages=len(texts)), tokens, reason, fault,
                 thinking=thinking, tool_calls=calls,
+                fit=chat_fit(
+                    [(str(m.get("role", "")), t) for m, t in zip(messages, texts, strict=True)],
+                    resolve_shift(None, info), self.emulator.config,
+                ),
             )
             chat_id = f"chatcmpl-{int(random.random() * 999)}"
             if body.get("stream") is not True:
@@ -311,7 +308,11 @@ class OpenAIApi:
                     return await self._sse_once(request, sse_event(chunk(choice, zero)) + SSE_DONE)
                 return openai_json(self._completion_body(completion_id, model, choice, None))
             tokens, _, reason = plan_answer(self.emulator, info, prompt, options, _limit(body))
-            job = Job(info, None, prompt_token_count([prompt]), tokens, reason, fault)
+            prompt_tokens = prompt_token_count([prompt])
+            job = Job(
+                info, None, prompt_tokens, tokens, reason, fault,
+                fit=prompt_fit(prompt_tokens, resolve_shift(None, info), self.emulator.config),
+            )
             if not streaming:
                 await self.engine.complete(job)
                 choice = [{"text": job.content_text(), "index": 0, "finish_reason": job.done_reason}]

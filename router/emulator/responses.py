@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from router.wire import JSON, JSON_UTF8, dumps
+from router.emulator.gojson import go_dumps
+from router.wire import JSON, JSON_UTF8, SSE, dumps
 
 SSE_DONE = b"data: [DONE]\n\n"
 
@@ -32,3 +33,20 @@ def sse_event(value: object) -> bytes:
     return b"data: " + dumps(value) + b"\n\n"
 
 
+def sse_named(event: str, data: bytes) -> bytes:
+    """One `event:` + `data:` record (the Responses and Anthropic streams)."""
+    return b"event: " + event.encode() + b"\ndata: " + data + b"\n\n"
+
+
+def encoded_json(value: object) -> web.Response:
+    """A compatibility layer's body written by json.Encoder: Go's escaping, a trailing newline."""
+    return web.Response(body=go_dumps(value) + b"\n", headers={"Content-Type": JSON})
+
+
+async def event_stream_once(request: web.Request, data: bytes, headers: dict[str, str]) -> web.StreamResponse:
+    """A whole event stream known up front (a load-only reply), as a chunked SSE response."""
+    response = web.StreamResponse(headers={**headers, "Content-Type": SSE})
+    await response.prepare(request)
+    await response.write(data)
+    await response.write_eof()
+    return response

@@ -8,8 +8,9 @@
 - Keep-alive is sticky per runner; the idle timer starts when the runner's
   last request ends; keep_alive 0 unloads as soon as the runner is idle.
 - A request whose load-time options (num_ctx, num_batch, num_gpu, main_gpu,
-  use_mmap, num_thread; defaults filled in) differ from the runner's forces
-  an unload + reload once the runner is idle, like upstream's needsReload.
+  use_mmap, num_thread; defaults filled in) or context shift differ from the
+  runner's forces an unload + reload once the runner is idle, like upstream's
+  needsReload (num_ctx and shift as resolved by window.py, docs/ollama-wire-2026.md §7.2).
 - At `max_loaded_models` a load evicts a runner: an idle one with the
   shortest keep-alive (then by name), else the shortest keep-alive one once
   its requests have finished.
@@ -28,21 +29,19 @@ from router.emulator.faults import FaultBook
 from router.emulator.slots import Slots
 from router.emulator.stats import Stats
 from router.emulator.store import ModelInfo
+from router.emulator.versions import SHIFT_RELOAD_SINCE, at_least
+from router.emulator.window import default_num_ctx, resolve_num_ctx, resolve_shift
 
 # Options fixed when a runner starts; changing any of them means a reload (4.6).
 LOAD_OPTIONS = ("num_ctx", "num_batch", "num_gpu", "main_gpu", "use_mmap", "num_thread")
 Shape = tuple[object, ...]
 
 
-def runner_shape(options: dict[str, Any] | None, context_length: int) -> Shape:
-    """The load-time options of a request, defaults filled in (num_ctx first)."""
+def runner_shape(options: dict[str, Any] | None, num_ctx: int, shift: bool | None) -> Shape:
+    """The load-time options of a request, num_ctx resolved first, the context shift last."""
     if not options:
-        return (context_length, None, None, None, None, None)
-    num_ctx = options.get("num_ctx")
-    return (
-        int(num_ctx) if isinstance(num_ctx, (int, float)) and num_ctx > 0 else context_length,
-        *(options.get(key) for key in LOAD_OPTIONS[1:]),
-    )
+        return (num_ctx, None, None, None, None, None, shift)
+    return (num_ctx, *(options.get(key) for key in LOAD_OPTIONS[1:]), shift)
 
 
 class Runner:
@@ -116,33 +115,33 @@ class Scheduler:
         self.pending = 0  # requests waiting behind the load in progress
         self._load_lock = asyncio.Lock()
         self._default_keep_alive = config.default_keep_alive
-        self._default_shape = runner_shape(None, config.context_length)
+        self._default_num_ctx = default_num_ctx(config)
+        self._shift_reloads = at_least(config, SHIFT_RELOAD_SINCE)
 
     # -- acquiring and releasing ---------------------------------------------------
 
-    def shape(self, options: dict[str, Any] | None) -> Shape:
-        if not options:
-            return self._default_shape
-        return runner_shape(options, self.config.context_length)
+    def shape(self, info: ModelInfo, options: dict[str, Any] | None, shift: object = None) -> Shape:
+        num_ctx = resolve_num_ctx(options, self._default_num_ctx, info)
+        return runner_shape(options, num_ctx, resolve_shift(shift, info) if self._shift_reloads else None)
 
     def try_acquire(
-        self, info: ModelInfo, keep_alive: float | None, options: dict[str, Any] | None = None
+        self, info: ModelInfo, keep_alive: float | None, options: dict[str, Any] | None = None, shift: object = None
     ) -> Runner | None:
         """The await-free fast path: a loaded runner that fits, with this request counted in it."""
         runner = self.runners.get(info.key)
-        if runner is not None and not runner.unloading and runner.shape == self.shape(options):
+        if runner is not None and not runner.unloading and runner.shape == self.shape(info, options, shift):
             self._enter(runner, keep_alive)
             return runner
         return None
 
     async def acquire(
-        self, info: ModelInfo, keep_alive: float | None, options: dict[str, Any] | None = None
+        self, info: ModelInfo, keep_alive: float | None, options: dict[str, Any] | None = None, shift: object = None
     ) -> Runner:
         """A runner for `info` with this request counted in it (not yet a slot)."""
-        runner = self.try_acquire(info, keep_alive, options)
+        runner = self.try_acquire(info, keep_alive, options, shift)
         if runner is not None:
             return runner
-        shape = self.shape(options)
+        shape = self.shape(info, options, shift)
         if self.pending >= self.config.max_queue:
             raise busy()
         self.pending += 1

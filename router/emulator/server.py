@@ -18,14 +18,19 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from router.emulator.admin import AdminApi
+from router.emulator.anthropic_api import AnthropicApi
 from router.emulator.catalog_api import CatalogApi
+from router.emulator.cloud import DETAILS_UNAVAILABLE, Cloud
 from router.emulator.config import EmulatorConfig
 from router.emulator.cors import Cors
 from router.emulator.gate import Gate
 from router.emulator.hosts import HostCheck
 from router.emulator.native import NativeApi
 from router.emulator.openai_api import OpenAIApi
+from router.emulator.responses_api import ResponsesApi
 from router.emulator.state import Emulator
+from router.emulator.transcription import TranscriptionApi
+from router.emulator.versions import serves
 from router.emulator.wrappers import counted, guarded
 from router.wire import TEXT, Listening, is_loopback, start_site
 
@@ -47,19 +52,25 @@ def _routes(emulator: Emulator, gate: Gate) -> dict[str, dict[str, Handler]]:
     native = NativeApi(emulator)
     openai = OpenAIApi(emulator, native)
     admin = AdminApi(emulator)
+    cloud = Cloud(emulator)
+    responses = ResponsesApi(emulator, cloud)
+    messages = AnthropicApi(emulator, cloud)
+    transcriptions = TranscriptionApi(emulator, cloud)
 
     def model(handler: Handler) -> Handler:
-        return counted(emulator, handler, gate)  # the gate is folded in
+        # The gate is folded in; a cloud model name never reaches the handler.
+        return counted(emulator, cloud.passthrough(handler), gate)
 
     def plain(handler: Handler) -> Handler:
         return guarded(handler, gate)
 
-    return {
+    routes: dict[str, dict[str, Handler]] = {
         "/": {"GET": plain(catalog.root), "HEAD": plain(catalog.root)},
         "/api/version": {"GET": plain(catalog.version), "HEAD": plain(catalog.version)},
         "/api/tags": {"GET": plain(catalog.tags), "HEAD": plain(catalog.tags)},
         "/api/ps": {"GET": plain(catalog.ps)},
-        "/api/show": {"POST": plain(catalog.show)},
+        "/api/status": {"GET": plain(cloud.status)},
+        "/api/show": {"POST": plain(cloud.passthrough(catalog.show, DETAILS_UNAVAILABLE))},
         "/api/pull": {"POST": plain(catalog.pull)},
         "/api/delete": {"DELETE": plain(catalog.delete)},
         "/api/copy": {"POST": plain(catalog.copy)},
@@ -71,12 +82,18 @@ def _routes(emulator: Emulator, gate: Gate) -> dict[str, dict[str, Handler]]:
         "/v1/completions": {"POST": model(openai.completions)},
         "/v1/embeddings": {"POST": model(openai.embeddings)},
         "/v1/models": {"GET": plain(openai.models)},
-        "/v1/models/{model}": {"GET": plain(openai.model)},
+        "/v1/models/{model}": {"GET": plain(cloud.path_passthrough(openai.model))},
+        "/v1/responses": {"POST": model(responses.create)},
+        "/v1/messages": {"POST": model(messages.create)},
+        # No cloud passthrough on this route (docs/ollama-wire-2026.md §6.2): the handler decides.
+        "/v1/audio/transcriptions": {"POST": counted(emulator, transcriptions.create, gate)},
         "/_emulator/faults": {
             "GET": plain(admin.list_faults), "POST": plain(admin.add_fault), "DELETE": plain(admin.clear_faults),
         },
         "/_emulator/stats": {"GET": plain(admin.stats)},
     }
+    # An older release answers 404 where a newer one has a route (docs/ollama-wire-2026.md §1).
+    return {path: methods for path, methods in routes.items() if serves(emulator.config, path)}
 
 
 def _method_not_allowed(methods: list[str]) -> Handler:

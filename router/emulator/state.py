@@ -24,13 +24,16 @@ class Emulator:
 
     @classmethod
     def build(cls, config: EmulatorConfig) -> Emulator:
-        store = ModelStore(config.context_length)
+        store = ModelStore()
         started = time.time()
         embedding = set(config.embedding_models)
+        audio = set(config.audio_models)
         # Listed order = newest first in /api/tags (sorted by modified_at).
-        names = list(config.models) + [m for m in config.embedding_models if m not in config.models]
+        names = list(dict.fromkeys([*config.models, *config.embedding_models, *config.audio_models]))
         for index, name in enumerate(names):
-            store.install(name, embedding=name in embedding, modified_at=started - 60 * (index + 1))
+            store.install(
+                name, embedding=name in embedding, audio=name in audio, modified_at=started - 60 * (index + 1)
+            )
         stats = Stats()
         faults = FaultBook()
         scheduler = Scheduler(config, stats, faults)

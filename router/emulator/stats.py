@@ -3,7 +3,8 @@
 What counts (since start):
 - requests: every request to a model endpoint (/api/generate, /api/chat,
   /api/embed, /api/embeddings, /v1/chat/completions, /v1/completions,
-  /v1/embeddings), whatever its outcome: load/unload pings, keep-warm
+  /v1/embeddings, /v1/responses, /v1/messages, /v1/audio/transcriptions),
+  whatever its outcome: load/unload pings, keep-warm
   requests, errors and injected faults included. Listing, show, pull,
   version and /_emulator/* are not counted.
 - in_flight: model requests being handled right now (queued ones included).
@@ -11,6 +12,9 @@ What counts (since start):
   queued, loading, hanging or generating).
 - loads / unloads: model loads completed / runners unloaded (idle timer,
   keep_alive 0, eviction).
+- cloud_requests: requests naming a cloud model (`:cloud` / `-cloud`) that
+  the emulator refused as Ollama without network does (403 with cloud
+  disabled, else 502); they never touch a runner (docs/ollama-wire-2026.md §6.2).
 - by_model: short display name (`llama3.2:latest`) -> requests whose body
   named that model with a valid name (installed or not).
 """
@@ -27,6 +31,7 @@ class Stats:
     cancelled: int = 0
     loads: int = 0
     unloads: int = 0
+    cloud_requests: int = 0
     by_model: dict[str, int] = field(default_factory=dict)
 
     def note_model(self, display: str) -> None:
@@ -39,5 +44,6 @@ class Stats:
             "cancelled": self.cancelled,
             "loads": self.loads,
             "unloads": self.unloads,
+            "cloud_requests": self.cloud_requests,
             "by_model": dict(self.by_model),
         }

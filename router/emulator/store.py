@@ -18,6 +18,11 @@ GENERATIVE_EMBEDDING_LENGTH = 3072
 _PARAMS_RE = re.compile(r"(\d+(?:\.\d+)?)([bm])\b", re.IGNORECASE)
 _FAMILY_RE = re.compile(r"[a-z]+")
 _THINKING_HINTS = ("deepseek-r1", "qwen3", "gpt-oss", "think")
+# Library models built on the deepseek2 architecture (no context shift, docs/ollama-wire-2026.md §7.2).
+_DEEPSEEK2_PREFIXES = ("deepseek-v2", "deepseek-v3", "deepseek-coder-v2")
+# What the models were trained for: the cap on any num_ctx (§7.1).
+TRAINED_CONTEXT = 131072
+EMBEDDING_TRAINED_CONTEXT = 8192
 
 
 def is_embedding_name(name: ModelName) -> bool:
@@ -29,7 +34,8 @@ class ModelInfo:
     name: ModelName
     embedding: bool
     modified_at: float  # Unix seconds
-    context_length: int
+    context_length: int  # trained context, the cap on num_ctx
+    audio: bool = False  # accepts audio input (/v1/audio/transcriptions)
     # computed once: both are read several times per request on the hot path
     key: str = field(init=False)
     display: str = field(init=False)
@@ -69,6 +75,8 @@ class ModelInfo:
     def family(self) -> str:
         if self.embedding:
             return "nomic-bert"
+        if self.name.model.lower().startswith(_DEEPSEEK2_PREFIXES):
+            return "deepseek2"
         match = _FAMILY_RE.match(self.name.model.lower())
         return match.group(0) if match else "llama"
 
@@ -79,6 +87,8 @@ class ModelInfo:
         caps = ["completion", "tools"]
         if any(hint in self.name.model.lower() for hint in _THINKING_HINTS):
             caps.append("thinking")
+        if self.audio:
+            caps.append("audio")
         return caps
 
     @property
@@ -107,24 +117,29 @@ class ModelInfo:
 class ModelStore:
     """The set of installed models, looked up the way Ollama does (case-insensitive, defaulted)."""
 
-    def __init__(self, context_length: int) -> None:
-        self._context_length = context_length
+    def __init__(self) -> None:
         self._models: dict[str, ModelInfo] = {}
         # raw request string -> model: the hot path skips re-parsing known names
         self._resolved: dict[str, ModelInfo | None] = {}
 
-    def describe(self, raw: str, *, embedding: bool = False, modified_at: float | None = None) -> ModelInfo:
+    def describe(
+        self, raw: str, *, embedding: bool = False, audio: bool = False, modified_at: float | None = None
+    ) -> ModelInfo:
         """Metadata for a name without installing it (what a pull would fetch)."""
         name = parse_model_name(raw)
+        embedding = embedding or is_embedding_name(name)
         return ModelInfo(
             name=name,
-            embedding=embedding or is_embedding_name(name),
+            embedding=embedding,
             modified_at=time.time() if modified_at is None else modified_at,
-            context_length=self._context_length,
+            context_length=EMBEDDING_TRAINED_CONTEXT if embedding else TRAINED_CONTEXT,
+            audio=audio and not embedding,
         )
 
-    def install(self, raw: str, *, embedding: bool = False, modified_at: float | None = None) -> ModelInfo:
-        info = self.describe(raw, embedding=embedding, modified_at=modified_at)
+    def install(
+        self, raw: str, *, embedding: bool = False, audio: bool = False, modified_at: float | None = None
+    ) -> ModelInfo:
+        info = self.describe(raw, embedding=embedding, audio=audio, modified_at=modified_at)
         self._models[info.key] = info
         self._resolved.clear()
         return info

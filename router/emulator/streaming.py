@@ -26,6 +26,7 @@ class Framing:
     error: Callable[[ApiError], web.StreamResponse]  # failure before the first byte
     thinking: Callable[[str], bytes] | None = None  # one chunk per reasoning token
     tools: Callable[[list[dict[str, Any]]], bytes] | None = None  # the tool calls, in one chunk
+    headers: dict[str, str] | None = None  # sent besides Content-Type
 
 
 async def stream_job(
@@ -36,7 +37,7 @@ async def stream_job(
     async def send(chunk: bytes) -> None:
         nonlocal response
         if response is None:
-            response = web.StreamResponse(headers={"Content-Type": framing.content_type})
+            response = web.StreamResponse(headers={**(framing.headers or {}), "Content-Type": framing.content_type})
             await response.prepare(request)
         await response.write(chunk)
 

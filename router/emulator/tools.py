@@ -8,10 +8,11 @@ once a `tool` message answers it, the model replies with text.
 
 from __future__ import annotations
 
-import json
 import random
 import string
 from typing import Any
+
+from router.emulator.gojson import go_dumps
 
 _PLACEHOLDERS: dict[str, object] = {
     "string": "emulated", "integer": 1, "number": 1.0, "boolean": True, "array": [], "object": {},
@@ -47,6 +48,11 @@ def plan_tool_calls(tools: object, messages: list[Any]) -> list[dict[str, Any]] 
     return [{"id": call_id(), "function": {"index": 0, "name": function["name"], "arguments": arguments}}]
 
 
+def call_arguments(call: dict[str, Any]) -> str:
+    """A native call's arguments as the JSON string the OpenAI-style layers carry (Go's encoding)."""
+    return go_dumps(call["function"]["arguments"]).decode()
+
+
 def openai_tool_calls(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The OpenAI form: `arguments` as a JSON string, `type` and `index` at the top."""
     return [
@@ -56,7 +62,7 @@ def openai_tool_calls(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "type": "function",
             "function": {
                 "name": call["function"]["name"],
-                "arguments": json.dumps(call["function"]["arguments"], separators=(",", ":")),
+                "arguments": call_arguments(call),
             },
         }
         for call in calls

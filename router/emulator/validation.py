@@ -18,6 +18,11 @@ _INT_OPTIONS = frozenset(
 )
 _BOOL_OPTIONS = frozenset({"use_mmap"})
 THINK_LEVELS = ("high", "medium", "low", "max")
+# OpenAI reasoning effort -> native think (docs/ollama-wire-2026.md §3.1); "" means unset.
+REASONING_EFFORTS: dict[str, object] = {
+    "": None, "none": False, "minimal": "low", "low": "low", "medium": "medium", "high": "high",
+    "max": "max", "xhigh": "max", "ultra": "max",
+}
 
 def keep_alive_of(body: dict[str, Any]) -> float | None:
     """The request's keep_alive in seconds (inf = forever), None when not set."""
@@ -60,6 +65,19 @@ def check_think(info: ModelInfo, raw_name: str, think: object) -> None:
         raise ApiError(400, f"invalid think value: {think!r}")
     if not info.thinking:
         raise ApiError(400, f'"{raw_name}" does not support thinking')
+
+
+def think_from_effort(effort: object) -> object:
+    """`reasoning_effort` / `reasoning.effort` as a think value (None = the model's default)."""
+    if effort is None:
+        return None
+    if isinstance(effort, str) and effort in REASONING_EFFORTS:
+        return REASONING_EFFORTS[effort]
+    raise ApiError(
+        400,
+        f'invalid reasoning value: "{effort}" '
+        '(must be "minimal", "low", "medium", "high", "xhigh", "ultra", "max", or "none")',
+    )
 
 
 def check_top_logprobs(body: dict[str, Any]) -> None:

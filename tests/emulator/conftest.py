@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -37,6 +38,19 @@ class Reply:
         return [chunk[len(b"data: ") :].decode() for chunk in chunks]
 
 
+def named_events(body: bytes) -> list[tuple[str, dict[str, Any], bytes]]:
+    """`event:` + `data:` records (Responses, Anthropic): (name, data, raw data bytes),
+    the framing asserted on the way: exactly two lines per record, a blank line after each."""
+    assert body.endswith(b"\n\n"), body[-80:]
+    records = []
+    for chunk in body[:-2].split(b"\n\n"):
+        event_line, data_line = chunk.split(b"\n")
+        assert event_line.startswith(b"event: ") and data_line.startswith(b"data: "), chunk
+        data = data_line[len(b"data: ") :]
+        records.append((event_line[len(b"event: ") :].decode(), json.loads(data), data))
+    return records
+
+
 def raw(
     url: str,
     method: str,
@@ -55,6 +69,14 @@ def raw(
         return Reply(response.status, response.headers, response.read())
     finally:
         connection.close()
+
+
+def wait_until(predicate, timeout: float = 5.0) -> None:
+    """Poll `predicate` until it holds; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.02)
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from datetime import datetime
 
 import ollama
 
-from tests.emulator.conftest import raw
+from tests.emulator.conftest import raw, wait_until
 
 
 def ps(emu) -> list[dict]:
@@ -16,13 +16,6 @@ def ps(emu) -> list[dict]:
 
 def expires_in(entry: dict) -> float:
     return datetime.fromisoformat(entry["expires_at"].replace("Z", "+00:00")).timestamp() - time.time()
-
-
-def wait_until(predicate, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.02)
 
 
 def test_empty_prompt_loads_the_model(emu):

@@ -8,7 +8,9 @@ from tests.emulator.conftest import raw
 
 
 def test_stats_shape_at_start(emu):
-    assert emu.stats() == {"requests": 0, "in_flight": 0, "cancelled": 0, "loads": 0, "unloads": 0, "by_model": {}}
+    assert emu.stats() == {
+        "requests": 0, "in_flight": 0, "cancelled": 0, "loads": 0, "unloads": 0, "cloud_requests": 0, "by_model": {},
+    }
 
 
 def test_model_requests_count_by_display_name(emu):
