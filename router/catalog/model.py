@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from router.catalog.durations import FOREVER, InvalidDuration, parse_interval, parse_keep_alive
-from router.catalog.names import parse_model_name
+from router.catalog.names import is_cloud_name, parse_model_name
 
-DEFAULT_IMAGE = "ollama/ollama:0.12.6"
+DEFAULT_IMAGE = "ollama/ollama:0.32.15"
 DEFAULT_KEEP_ALIVE = "24h"
 DEFAULT_NUM_PARALLEL = 4
 OLLAMA_PORT = 11434
@@ -79,6 +79,7 @@ class ModelSpec(_Strict):
     aliases: StrictStrList = []
     fallback: StrictStrList = []
     context_length: Annotated[int, Field(ge=1, strict=True)] | None = None
+    on_overflow: Literal["truncate", "refuse"] | None = None
     keep_alive: KeepAlive = None
     owned_by: str | None = None
     capabilities: StrictStrList | None = None
@@ -131,6 +132,7 @@ class Container:
     num_parallel: int = DEFAULT_NUM_PARALLEL
     keep_alive: str | int | float = DEFAULT_KEEP_ALIVE
     max_loaded_models: int | None = None
+    context_length: int | None = None  # the one its models pin (they agree: the loader checks)
 
     @property
     def listen_port(self) -> int:
@@ -152,10 +154,32 @@ class Model:
     owned_by: str = "library"
     capabilities: tuple[str, ...] = ("completion",)
     description: str | None = None
+    on_overflow: str = "truncate"  # or "refuse": a prompt longer than the window is an error, not cut
 
     @property
     def is_embedding(self) -> bool:
         return "embedding" in self.capabilities and "completion" not in self.capabilities
+
+    @property
+    def is_cloud(self) -> bool:
+        """Named as Ollama's cloud models are: served by ollama.com through its containers."""
+        return is_cloud_name(self.tag)
+
+    @property
+    def pins_shift(self) -> bool:
+        """Its loads fix the context shift: off for `refuse`, else Ollama's default
+        (a request may not toggle it: that reloads the runner, docs/ollama-wire-2026.md §7.2)."""
+        return self.on_overflow == "refuse" or self.context_length is not None
+
+    def load_options(self) -> dict[str, Any]:
+        """What the router's own requests (keep-warm, preload, deep checks) add so that
+        they load the model exactly as the requests it pins are served."""
+        extra: dict[str, Any] = {}
+        if self.context_length is not None:
+            extra["options"] = {"num_ctx": self.context_length}
+        if self.on_overflow == "refuse" and not self.is_embedding:
+            extra["shift"] = False
+        return extra
 
     @property
     def keep_alive_seconds(self) -> float:
