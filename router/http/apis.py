@@ -165,8 +165,10 @@ class AnthropicApi(Api):
     name = "anthropic"
 
     def render(self, error: RouterError, request_id: str) -> web.Response:
+        """Anthropic's envelope; its id also in `request-id`, where Anthropic's SDKs look for it."""
         body = anthropic_error_body(error.message, error.status, request_id)
-        response = web.Response(status=error.status, body=body, headers={"Content-Type": wire.JSON})
+        headers = {"Content-Type": wire.JSON, "request-id": "req_" + request_id}
+        response = web.Response(status=error.status, body=body, headers=headers)
         response.headers.update(retry_after_header(error))
         response.headers.update(error.headers)
         return response
