@@ -6,7 +6,8 @@ every byte it takes from the client, only as far as the `model` part
 (clients send it before the file). The upload then goes to a container as
 it arrives: the bytes read so far, with the model's value replaced by the
 catalog tag, then the rest of the client's body at the pace the container
-reads it. The parts that follow are still read as they pass, so a second
+reads it (a part's bytes go on once the reader has looked past them: at
+most two 64 KiB reads behind the client). The parts that follow are still read as they pass, so a second
 `model` part is refused there too: the router drops the unfinished upstream
 request (Ollama answers nothing for a body that never ended) and answers 400.
 
@@ -60,7 +61,8 @@ class RecordingStream:
         self.time_left = limits.body_timeout
         self.taken = 0
         self.pending = b""  # handed back by the reader: the next bytes it reads
-        self.recorded: list[bytes] = []
+        self.unsent = bytearray()  # taken from the client, not yet forwarded
+        self.sent = 0
 
     @property
     def position(self) -> int:
@@ -92,20 +94,26 @@ class RecordingStream:
 
     async def read_raw(self) -> bytes:
         """What follows the form (an epilogue), as it comes."""
+        if self.pending:
+            data, self.pending = self.pending, b""
+            return data
         return self._record(await self._wait(self.source.readany()))
 
-    def take_recorded(self) -> bytes:
-        """The bytes taken from the client since the last call: the next to forward."""
-        data = b"".join(self.recorded)
-        self.recorded.clear()
+    def take_read(self) -> bytes:
+        """The bytes the reader has gone past since the last call: the next to forward.
+        What it read ahead (and handed back) stays until it has looked at it, so that
+        no part's head leaves before its check."""
+        count = self.position - self.sent
+        data = bytes(self.unsent[:count])
+        del self.unsent[:count]
+        self.sent += count
         return data
 
     def _record(self, data: bytes) -> bytes:
         self.taken += len(data)
         if self.taken > self.limits.max_body_bytes:
             raise BodyTooLarge(self.limits.too_large)
-        if data:
-            self.recorded.append(data)
+        self.unsent += data
         return data
 
     async def _wait(self, reading: Awaitable[bytes]) -> bytes:
@@ -198,7 +206,7 @@ class FormUpload:
             if _names_model(part):
                 start = self.stream.position
                 value = await _read_value(part)
-                self.read = self.stream.take_recorded()
+                self.read = self.stream.take_read()
                 if self.read[start : start + len(value)] != value:  # never seen: aiohttp read it other than it came
                     raise BadRequest(FORM_ERROR + "cannot locate the model field in the form")
                 self.value_at, self.value_length = start, len(value)
@@ -232,10 +240,10 @@ class FormUpload:
                 raise AmbiguousModel("the form has more than one model field")
             while not part.at_eof():
                 await _read_chunk(part)
-                yield stream.take_recorded()
-        yield stream.take_recorded()
+                yield stream.take_read()
+        yield stream.take_read()
         while await stream.read_raw():
-            yield stream.take_recorded()
+            yield stream.take_read()
 
 
 async def transcribe(request: web.Request) -> web.StreamResponse:
