@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from router.catalog.loader import load_catalog
+from router.catalog.loader import load_catalog, parse_catalog
 from router.cli import main
+from router.provision.compose import ollama_service
 
 REPO = Path(__file__).resolve().parents[2]
 CATALOG = REPO / "catalog" / "4gpu.yaml"
@@ -84,3 +85,11 @@ def test_docker_compose_config_accepts_it(rendered: Path) -> None:
     assert result.returncode == 0, result.stderr
     config = yaml.safe_load(result.stdout)
     assert config["services"]["embed"]["deploy"]["resources"]["reservations"]["devices"][0]["device_ids"] == ["3"]
+
+
+def test_compose_services_get_the_same_ollama_settings_as_up() -> None:
+    catalog = parse_catalog(
+        "version: 1\ncontainers:\n  a: {gpus: [0], port: 1}\nmodels:\n  llama3.2: {containers: [a], context_length: 8192}\n", "c.yaml"
+    ).catalog
+    environment = ollama_service(catalog.containers["a"])["environment"]
+    assert environment["OLLAMA_NO_CLOUD"] == "1" and environment["OLLAMA_CONTEXT_LENGTH"] == "8192"
