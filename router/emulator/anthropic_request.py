@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from router.emulator.compat import ChatRequest
-from router.emulator.decode import BOOL, INT, STRING, go_kind
+from router.emulator.decode import BOOL, INT, STRING, check_struct, go_kind
 from router.emulator.errors import ApiError
 from router.emulator.gojson import go_any, go_dumps
 from router.emulator.turns import Turn
@@ -28,6 +28,13 @@ REQUEST_TYPES = {
     "thinking": ((dict,), "anthropic.ThinkingConfig"), "metadata": ((dict,), "anthropic.Metadata"),
     "output_config": ((dict,), "anthropic.OutputConfig"),
 }
+TOOL_TYPES = {"type": STRING, "name": STRING, "description": STRING, "max_uses": INT}
+NESTED_TYPES = (
+    ("thinking", "ThinkingConfig", {"type": STRING, "budget_tokens": INT}),
+    ("output_config", "OutputConfig", {"effort": STRING}),
+    ("tool_choice", "ToolChoice", {"type": STRING, "name": STRING, "disable_parallel_tool_use": BOOL}),
+    ("metadata", "Metadata", {"user_id": STRING}),
+)
 BLOCK_TYPES = {"type": STRING, "text": STRING, "id": STRING, "name": STRING, "tool_use_id": STRING,
                "thinking": STRING, "signature": STRING, "is_error": BOOL}
 MESSAGE_PEEK = 'struct { Role string "json:\\"role\\""; Content json.RawMessage "json:\\"content\\"" }'
@@ -61,10 +68,7 @@ def _blocks(message: object) -> tuple[str, list[dict[str, Any]]]:
     for block in content:
         if not isinstance(block, dict):
             raise ApiError(400, f"json: cannot unmarshal {go_kind(block)} into Go value of type anthropic.ContentBlock")
-        for name, (accepted, go_type) in BLOCK_TYPES.items():
-            value = block.get(name)
-            if value is not None and (not isinstance(value, accepted) or (isinstance(value, bool) and bool not in accepted)):
-                raise _field_error(value, "ContentBlock", name, go_type)
+        check_struct(block, "ContentBlock", "", BLOCK_TYPES)
         if block.get("input") is not None and not isinstance(block["input"], dict):
             raise ApiError(400, f"json: cannot unmarshal {go_kind(block['input'])} into Go value of type map[string]interface {{}}")
     return role or "", content
@@ -246,6 +250,12 @@ def parse_request(body: dict[str, Any], *, efforts: bool) -> MessagesRequest:
     """Validate and convert one decoded body (top-level field types already checked)."""
     raw_messages = body.get("messages") or []
     decoded = [_blocks(message) for message in raw_messages]
+    for field, struct, types in NESTED_TYPES:
+        check_struct(body.get(field) or {}, struct, f"{field}.", types)
+    for tool in body.get("tools") or []:
+        if not isinstance(tool, dict):
+            raise _field_error(tool, "MessagesRequest", "tools", "anthropic.Tool")
+        check_struct(tool, "Tool", "tools.", TOOL_TYPES)
     stops = body.get("stop_sequences") or []
     if any(not isinstance(stop, str) for stop in stops):
         raise _field_error(next(s for s in stops if not isinstance(s, str)), "MessagesRequest", "stop_sequences", "string")

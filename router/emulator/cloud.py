@@ -12,6 +12,7 @@ the switch.
 from __future__ import annotations
 
 import functools
+import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -33,6 +34,7 @@ DETAILS_UNAVAILABLE = "remote model details are unavailable"
 WEB_SEARCH_UNAVAILABLE = "web search is unavailable"
 CLOUD_BASE_URL = "https://ollama.com:443"
 DIAL_ERROR = "dial tcp: lookup ollama.com: no such host"
+_MAY_NAME_CLOUD = re.compile(rb"[cC][lL][oO][uU][dD]")
 
 
 class ConflictingSource(ValueError):
@@ -142,9 +144,10 @@ class Cloud:
 
 
 async def _json_object(request: web.Request) -> dict[str, Any] | None:
+    """The body as an object, when it could name a cloud model at all."""
     raw = await request.read()  # aiohttp keeps it: the handler reads the same bytes
-    if not raw:
-        return None
+    if not _MAY_NAME_CLOUD.search(raw):
+        return None  # the hot path: no second parse of an ordinary request
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError:

@@ -101,6 +101,20 @@ def go_syntax_error(raw: bytes) -> str:
     return "invalid character 'N' looking for beginning of value"
 
 
+def check_struct(data: dict[str, Any], struct: str, path: str, types: FieldTypes, *, where: str = "") -> None:
+    """Go's decoder on a nested struct: the first known field of the wrong JSON
+    type fails, named `<struct>.<path><field>` as Go names nested fields."""
+    for name, (accepted, go_type) in types.items():
+        value = data.get(name)
+        if value is None:
+            continue
+        if not isinstance(value, accepted) or (isinstance(value, bool) and bool not in accepted):
+            raise ApiError(
+                400,
+                f"{where}json: cannot unmarshal {go_kind(value)} into Go struct field {struct}.{path}{name} of type {go_type}",
+            )
+
+
 async def read_json(request: web.Request, struct: str, types: FieldTypes, package: str = "api") -> dict:
     """The decoded body as a dict, or ApiError 400 with Go's message."""
     raw = await request.read()

@@ -135,18 +135,15 @@ class Echo:
         }
 
     def map(self, response_id: str, model: str, status: str, output: list[Any], usage: dict[str, Any] | None) -> dict[str, Any]:
-        """The response object inside stream events (a Go map: sorted when written)."""
-        reasoning = {"effort": self.effort, "summary": self.summary} if self.effort or self.summary else None
+        """The response object inside stream events: a Go map (sorted when written), so the
+        same fields, but tools without nested members and reasoning with both keys or null."""
         return {
-            "id": response_id, "object": "response", "created_at": int(time.time()), "completed_at": None,
-            "status": status, "incomplete_details": None, "model": model, "previous_response_id": None,
-            "instructions": self.instructions, "output": output, "error": None,
-            "tools": self.tools(nested=False), "tool_choice": "auto", "truncation": self.truncation,
-            "parallel_tool_calls": True, "text": {"format": self._text_format()}, "top_p": self.top_p,
-            "presence_penalty": 0, "frequency_penalty": 0, "top_logprobs": 0, "temperature": self.temperature,
-            "reasoning": reasoning, "usage": usage, "max_output_tokens": self.body.get("max_output_tokens"),
-            "max_tool_calls": None, "store": False, "background": self.body.get("background") is True,
-            "service_tier": "default", "metadata": {}, "safety_identifier": None, "prompt_cache_key": None,
+            **self.struct(response_id, model, output, None),
+            "completed_at": None,
+            "status": status,
+            "tools": self.tools(nested=False),
+            "reasoning": {"effort": self.effort, "summary": self.summary} if self.effort or self.summary else None,
+            "usage": usage,
         }
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from router.emulator.compat import ChatRequest
-from router.emulator.decode import BOOL, INT, OBJECT, STRING, FieldTypes, go_kind, go_syntax_error
+from router.emulator.decode import BOOL, INT, OBJECT, STRING, check_struct, go_kind, go_syntax_error
 from router.emulator.errors import ApiError
 from router.emulator.turns import Turn
 from router.emulator.validation import think_from_effort
@@ -28,6 +28,14 @@ REQUEST_TYPES = {
     "tools": ((list,), "[]openai.ResponsesTool"), "stream": BOOL,
 }
 REASONING_TYPES = {"effort": STRING, "generate_summary": STRING, "summary": STRING}
+TEXT_TYPES = {"format": ((dict,), "openai.ResponsesTextFormat")}
+ITEM_TYPES = {"type": STRING, "role": STRING}
+PART_TYPES = {
+    "input_text": ("ResponsesTextContent", {"text": STRING}),
+    "output_text": ("ResponsesOutputTextContent", {"text": STRING}),
+    "input_image": ("ResponsesImageContent", {"detail": STRING, "file_id": STRING, "image_url": STRING}),
+    "input_file": ("ResponsesFileContent", {"file_data": STRING, "file_id": STRING, "file_url": STRING, "filename": STRING}),
+}
 TOOL_TYPES = {"type": STRING, "name": STRING, "description": STRING, "strict": BOOL,
               "parameters": OBJECT, "tools": ((list,), "[]openai.ResponsesTool")}
 # What Go prints for the anonymous struct an input item's type is peeked into.
@@ -39,16 +47,6 @@ WEB_SEARCH = "web_search"
 
 def _type_error(value: object, struct: str, field: str, go_type: str) -> ApiError:
     return ApiError(400, f"json: cannot unmarshal {go_kind(value)} into Go struct field {struct}.{field} of type {go_type}")
-
-
-def _check_fields(data: dict[str, Any], struct: str, path: str, types: FieldTypes) -> None:
-    """Go's decoder on a nested struct: a known field of the wrong JSON type fails."""
-    for name, (accepted, go_type) in types.items():
-        value = data.get(name)
-        if value is None:
-            continue
-        if not isinstance(value, accepted) or (isinstance(value, bool) and bool not in accepted):
-            raise _type_error(value, struct, f"{path}{name}", go_type)
 
 
 def _decode_image(url: str) -> None:
@@ -75,9 +73,11 @@ def _content_parts(parts: list[Any], where: str) -> list[dict[str, Any]]:
         if not isinstance(part, dict):
             raise ApiError(400, f"{where}[{index}]: json: cannot unmarshal {go_kind(part)} into Go value of type {CONTENT_PEEK}")
         kind = part.get("type")
-        if kind not in ("input_text", "output_text", "input_image", "input_file"):
+        if kind not in PART_TYPES:
             shown = kind if isinstance(kind, str) else ""
             raise ApiError(400, f"{where}[{index}]: unknown content type: {shown}")
+        struct, types = PART_TYPES[kind]
+        check_struct(part, struct, "", types, where=f"{where}[{index}]: ")
         decoded.append(part)
     return decoded
 
@@ -132,6 +132,7 @@ def _decode_items(items: list[Any]) -> list[tuple[str, dict[str, Any], Any]]:
         where = f"input[{index}]: "
         if not isinstance(item, dict):
             raise ApiError(400, f"{where}json: cannot unmarshal {go_kind(item)} into Go value of type {ITEM_PEEK}")
+        check_struct(item, "", "", ITEM_TYPES, where=where)
         kind = item.get("type") if isinstance(item.get("type"), str) else ""
         if not kind and isinstance(item.get("role"), str) and item["role"]:
             kind = "message"
@@ -247,7 +248,7 @@ def _function_tools(tools: list[Any]) -> list[dict[str, Any]]:
     for tool in tools:
         if not isinstance(tool, dict):
             raise ApiError(400, f"json: cannot unmarshal {go_kind(tool)} into Go value of type openai.ResponsesTool")
-        _check_fields(tool, "ResponsesTool", "tools.", TOOL_TYPES)
+        check_struct(tool, "ResponsesTool", "tools.", TOOL_TYPES)
         kind, name = tool.get("type"), _string(tool, "name")
         if kind == WEB_SEARCH:
             continue  # the built-in search: answered by ollama.com, which the emulator cannot reach
@@ -273,7 +274,8 @@ def _function_tools(tools: list[Any]) -> list[dict[str, Any]]:
 def parse_request(body: dict[str, Any]) -> ChatRequest:
     """Validate and convert one decoded body (top-level field types already checked)."""
     reasoning = body.get("reasoning") or {}
-    _check_fields(reasoning, "ResponsesReasoning", "reasoning.", REASONING_TYPES)
+    check_struct(reasoning, "ResponsesReasoning", "reasoning.", REASONING_TYPES)
+    check_struct(body.get("text") or {}, "ResponsesText", "text.", TEXT_TYPES)
     include = body.get("include") or []
     if any(not isinstance(entry, str) for entry in include):
         bad = next(entry for entry in include if not isinstance(entry, str))

@@ -117,10 +117,19 @@ class Scheduler:
         self._default_keep_alive = config.default_keep_alive
         self._default_num_ctx = default_num_ctx(config)
         self._shift_reloads = at_least(config, SHIFT_RELOAD_SINCE)
+        self._default_shapes: dict[str, Shape] = {}  # model key -> shape of a request that sets nothing
 
     # -- acquiring and releasing ---------------------------------------------------
 
     def shape(self, info: ModelInfo, options: dict[str, Any] | None, shift: object = None) -> Shape:
+        if not options and shift is None:  # the hot path: a request that sets nothing load-time
+            shape = self._default_shapes.get(info.key)
+            if shape is None:
+                shape = self._default_shapes[info.key] = self._shape(info, None, None)
+            return shape
+        return self._shape(info, options, shift)
+
+    def _shape(self, info: ModelInfo, options: dict[str, Any] | None, shift: object) -> Shape:
         num_ctx = resolve_num_ctx(options, self._default_num_ctx, info)
         return runner_shape(options, num_ctx, resolve_shift(shift, info) if self._shift_reloads else None)
 

@@ -95,11 +95,13 @@ def chat_fit(messages: Sequence[tuple[str, str]], shift: bool, config: EmulatorC
     """The prompt fitter of a chat turn given as (role, text) pairs: whole
     messages dropped oldest first (system ones and the last one always kept)
     before the prompt itself is cut. Counts as text.prompt_token_count does."""
-    roles = [role for role, _ in messages]
-    counts = [count_tokens(text) + MESSAGE_OVERHEAD_TOKENS for _, text in messages]
 
     def fit(num_ctx: int) -> int:
+        roles = [role for role, _ in messages]
+        counts = [count_tokens(text) + MESSAGE_OVERHEAD_TOKENS for _, text in messages]
         total = sum(counts) + PROMPT_OVERHEAD_TOKENS
+        if total <= num_ctx - 1:
+            return total  # the usual case: nothing to drop or cut
         first = 0
         while total > num_ctx and first < len(counts) - 1:
             if roles[first] != "system":

@@ -152,6 +152,10 @@ def test_stop_sequence_reports_end_turn(emu):
         {"type": "tool_use", "name": "f", "input": {}}]}]}, "tool_use block missing required 'id' field"),
     ({"model": "llama3.2", "max_tokens": 10, "messages": HELLO, "tools": [{"name": "f", "input_schema": "x"}]},
      'invalid input_schema for tool "f": json: cannot unmarshal string into Go value of type api.ToolFunctionParameters'),
+    ({"model": "llama3.2", "max_tokens": 10, "messages": HELLO, "tools": ["get_weather"]},
+     "json: cannot unmarshal string into Go struct field MessagesRequest.tools of type anthropic.Tool"),
+    ({"model": "llama3.2", "max_tokens": 10, "messages": HELLO, "thinking": {"type": True}},
+     "json: cannot unmarshal bool into Go struct field ThinkingConfig.thinking.type of type string"),
     ({"model": "llama3.2", "max_tokens": "10", "messages": HELLO},
      "json: cannot unmarshal string into Go struct field MessagesRequest.max_tokens of type int"),
 ])

@@ -189,6 +189,10 @@ def test_input_without_messages_only_loads_the_model(emu):
      'invalid reasoning value: "extreme" (must be "minimal", "low", "medium", "high", "xhigh", "ultra", "max", or "none")'),
     ({"input": [{"type": "function_call", "call_id": "c", "name": "f", "arguments": "{oops"}]},
      "failed to parse function call arguments: invalid character 'o' looking for beginning of object key string"),
+    ({"input": [{"role": "user", "content": [{"type": "input_text", "text": 5}]}]},
+     "input[0]: content[0]: json: cannot unmarshal number into Go struct field ResponsesTextContent.text of type string"),
+    ({"input": "x", "text": {"format": "json"}},
+     "json: cannot unmarshal string into Go struct field ResponsesText.text.format of type openai.ResponsesTextFormat"),
     ({"input": "x", "max_output_tokens": "9"},
      "json: cannot unmarshal string into Go struct field ResponsesRequest.max_output_tokens of type int"),
 ])
