@@ -8,6 +8,11 @@ only with the first token) is reported to the fleet and the next one is
 tried. Once a byte has gone out, never retry: a stream that breaks upstream,
 or sends nothing for `stream_idle_timeout`, is ended the way its API ends a
 failed stream.
+
+A container whose Ollama predates the endpoint is no candidate
+(`router.versions`); when that leaves none at all, 501. An upload still
+arriving from the client (`router.server.transcriptions`) is sent once: after
+an attempt that read some of it, nothing else is tried.
 """
 
 from __future__ import annotations
@@ -327,7 +332,7 @@ class Proxy:
         record.status = upstream.status
         content_type = upstream.headers.get("Content-Type", "")
         refusal = b""
-        if upstream.status == 400 and length is not None and length <= REFUSAL_MAX_BYTES:
+        if upstream.status == 400 and length is not None and 0 < length <= REFUSAL_MAX_BYTES:
             refusal = await self._read_refusal(call, state, upstream)
         idle = call.settings.stream_idle_timeout or None
         loop = asyncio.get_running_loop()
@@ -391,7 +396,7 @@ class Proxy:
             async with asyncio.timeout(5):
                 body = await upstream.read()
         except (aiohttp.ClientError, OSError, TimeoutError):
-            return b""  # the connection is gone: the client gets the head and an empty body
+            raise RouterError("the container's answer broke off", status=502) from None
         refusal = overflow_refusal(body, call.path)
         if refusal is not None:
             self.fleet.request_succeeded(state)  # a healthy answer to a request that cannot fit

@@ -3,7 +3,8 @@ field, never held whole in memory.
 
 The form is read with aiohttp's MultipartReader over a stream that keeps
 every byte it takes from the client, only as far as the `model` part
-(clients send it before the file). The upload then goes to a container as
+(clients send it before the file; a form that puts it after the file is held
+up to the body limit until it is found). The upload then goes to a container as
 it arrives: the bytes read so far, with the model's value replaced by the
 catalog tag, then the rest of the client's body at the pace the container
 reads it (a part's bytes go on once the reader has looked past them: at
@@ -254,7 +255,7 @@ async def transcribe(request: web.Request) -> web.StreamResponse:
     limits = runtime_of(request).body_reader
     if request.content_length is not None and request.content_length > limits.max_body_bytes:
         raise BodyTooLarge(limits.too_large)
-    if "model" in request.query or any(key.casefold() == "model" for key in request.query):
+    if any(key.casefold() == "model" for key in request.query):
         raise AmbiguousModel("the model goes in the form, not the query string (Ollama would prefer the query's)")
     stream = RecordingStream(request, limits)
     try:  # MultipartReader reads any stream with these methods

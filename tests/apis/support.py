@@ -101,21 +101,6 @@ def normalised(body: bytes) -> bytes:
     return body
 
 
-async def curl(*args: str) -> tuple[int, dict[str, str], bytes]:
-    """Status, headers and body of one `curl -i` (a child process: the router runs in this loop)."""
-    process = await asyncio.create_subprocess_exec(
-        "curl", "-sS", "-i", "--max-time", "30", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-    )
-    out, err = await process.communicate()
-    assert process.returncode == 0, err.decode()
-    head, _, body = out.partition(b"\r\n\r\n")
-    while head.startswith(b"HTTP/1.1 100"):  # curl shows the 100 Continue it got before the answer
-        head, _, body = body.partition(b"\r\n\r\n")
-    status_line, *header_lines = head.decode().split("\r\n")
-    headers = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in header_lines)}
-    return int(status_line.split()[1]), headers, body
-
-
 def sse_events(body: bytes) -> list[tuple[str, bytes]]:
     """(event name, data) of every record of an SSE body with `event:` lines, checking the framing."""
     assert body.endswith(b"\n\n"), body[-200:]

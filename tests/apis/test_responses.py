@@ -9,7 +9,8 @@ import openai
 import orjson
 import pytest
 
-from tests.apis.support import LLAMA, QWEN, SONNET, Apis, curl, normalised, sse_events
+from tests.apis.support import LLAMA, QWEN, SONNET, Apis, normalised, sse_events
+from tests.server.support import curl
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

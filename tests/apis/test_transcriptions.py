@@ -15,10 +15,9 @@ import orjson
 import pytest
 import pytest_asyncio
 
-from tests.apis.support import curl
 from tests.harness import RouterFleet, router_fleet
 from tests.server.raw_upstream import Exchange, RawUpstream, answer, ollama_like
-from tests.server.support import router_before
+from tests.server.support import curl, router_before
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

@@ -2,28 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import orjson
 import pytest
 
 from tests.harness import RouterFleet
-from tests.server.support import LLAMA, MESSAGES
+from tests.server.support import LLAMA, MESSAGES, curl
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
-
-
-async def curl(*args: str) -> tuple[int, dict[str, str], bytes]:
-    """Status, headers and body of one `curl -i` (a child process: the router runs in this loop)."""
-    process = await asyncio.create_subprocess_exec(
-        "curl", "-sS", "-i", "--max-time", "20", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-    )
-    out, err = await process.communicate()
-    assert process.returncode == 0, err.decode()
-    head, _, body = out.partition(b"\r\n\r\n")
-    status_line, *header_lines = head.decode().split("\r\n")
-    headers = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in header_lines)}
-    return int(status_line.split()[1]), headers, body
 
 
 async def test_readme_chat_example(fleet: RouterFleet) -> None:
