@@ -20,7 +20,9 @@ than risk the two reading different models.
 
 An upload is sent once: a container that fails before any of the rest was
 read from the client can be replaced by another (as for every request), one
-that fails afterwards cannot, since those bytes are gone.
+that fails afterwards cannot, since those bytes are gone. While it streams,
+an upload holds one of its container's `num_parallel` slots (for at most
+`body_timeout` of waiting on the client).
 """
 
 from __future__ import annotations

@@ -115,3 +115,29 @@ async def test_a_prompt_longer_than_the_window_is_a_400_in_each_apis_shape(fleet
             assert response.status == 400  # the shift stays off: the model's setting, not the client's
     assert (await fleet.backends["d"].stats())["loads"] == loads  # refusing reloaded nothing
     assert (await native.chat(model=DEEPSEEK, messages=[{"role": "user", "content": "hi"}])).message.content
+
+
+UNMANAGED = """
+version: 1
+containers:
+  u: {gpus: [0], port: 1}
+models:
+  llama3.2:3b: {containers: [u], context_length: 8192}
+"""
+
+
+async def test_the_routers_own_loads_use_the_pinned_window_whatever_the_containers_default() -> None:
+    """A container without OLLAMA_CONTEXT_LENGTH (its default here: 4096) still loads the model
+    at the catalog's window: the preload says so, and native requests that name none keep it."""
+    async with router_fleet(UNMANAGED, per_container={"u": {"context_length": 0}}) as fleet:
+        await fleet.wait_warm()
+        emulator = fleet.backends["u"]
+        ps = await emulator.request("GET", "/api/ps")
+        assert [m["context_length"] for m in ps["models"]] == [8192]
+        loads = (await emulator.stats())["loads"]
+        client = ollama.AsyncClient(host=fleet.url)
+        await client.generate(model=LLAMA, prompt="hi")
+        await client.embed(model=LLAMA, input="hi")
+        assert (await emulator.stats())["loads"] == loads
+        samples = await metrics(fleet)
+        assert sample(samples, "ollama_router_pinned_requests_total", model=LLAMA) == 0  # added, not replaced
