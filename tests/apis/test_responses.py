@@ -116,3 +116,14 @@ async def test_a_stream_cut_midway_ends_with_response_failed(apis: Apis) -> None
     finally:
         for name in ("a", "b"):
             await apis.fleet.backends[name].clear_faults()
+
+
+@pytest.mark.parametrize(("method", "path"), [("POST", "/v1/images/generations"), ("POST", "/v1/images/edits"), ("GET", "/v1/images/variations")])
+async def test_the_image_routes_ollama_removed_are_404_saying_so(apis: Apis, method: str, path: str) -> None:
+    before = await apis.requests_seen()
+    async with apis.fleet.session.request(method, apis.url + path, json={"model": ALIAS, "prompt": "a cat"}, headers=apis.auth()) as response:
+        assert response.status == 404
+        error = (await response.json())["error"]
+    assert error["type"] == "invalid_request_error" and error["code"] == "unknown_url"
+    assert error["message"] == f"{path} was removed from Ollama in 0.32.6: no container serves image generation"
+    assert await apis.requests_seen() == before
