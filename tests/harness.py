@@ -61,11 +61,13 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 async def curl(*args: str) -> tuple[int, dict[str, str], bytes]:
     """Status, headers and body of one `curl -i` (a child process: the router runs in the test's loop)."""
     process = await asyncio.create_subprocess_exec(
-        "curl", "-sS", "-i", "--max-time", "20", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        "curl", "-sS", "-i", "--max-time", "30", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
     )
     out, err = await process.communicate()
     assert process.returncode == 0, err.decode()
     head, _, body = out.partition(b"\r\n\r\n")
+    while head.startswith(b"HTTP/1.1 100"):  # the 100 Continue curl waited for before a large upload
+        head, _, body = body.partition(b"\r\n\r\n")
     status_line, *header_lines = head.decode().split("\r\n")
     headers = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in header_lines)}
     return int(status_line.split()[1]), headers, body

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -33,7 +33,7 @@ from router.catalog.model import (
     TlsFiles,
     Toleration,
 )
-from router.catalog.names import MAX_NAME_CHARS, InvalidModelName, parse_model_name
+from router.catalog.names import MAX_NAME_CHARS, InvalidModelName, is_cloud_name, parse_model_name
 from router.catalog.placement import url_host
 
 Path_ = tuple[str | int, ...]
@@ -455,6 +455,58 @@ def _key(name: str) -> str | None:
         return None
 
 
+GO_FALSE = frozenset({"", "0", "f", "F", "false", "FALSE", "False"})  # what Ollama's env switches read as off
+
+
+def _check_context_lengths(
+    spec: CatalogSpec, containers: dict[str, Container], file: str, line: _Lines
+) -> tuple[list[Problem], dict[str, int]]:
+    """Models that share a container pin one context window: the container's
+    OLLAMA_CONTEXT_LENGTH, which also sizes their loads from the /v1 APIs (they
+    cannot name a num_ctx). Returns problems and each container's window."""
+    errors: list[Problem] = []
+    windows: dict[str, int] = {}
+    owner: dict[str, str] = {}
+    for tag, model in spec.models.items():
+        if model.context_length is None:
+            continue
+        for name in model.containers:
+            if name not in windows:
+                windows[name], owner[name] = model.context_length, tag
+            elif windows[name] != model.context_length:
+                errors.append(Problem(file, line("models", tag, "context_length"),
+                                      f"model '{tag}' pins context_length {model.context_length} on container '{name}', "
+                                      f"where model '{owner[name]}' pins {windows[name]}: models that share a container "
+                                      "share its window (OLLAMA_CONTEXT_LENGTH)"))
+    for name, window in windows.items():
+        set_in_env = dict(containers[name].env).get("OLLAMA_CONTEXT_LENGTH")
+        if set_in_env is not None and set_in_env.strip() != str(window):
+            where = ("containers", name, "env") if "OLLAMA_CONTEXT_LENGTH" in (spec.containers[name].env or {}) else ("defaults", "env")
+            errors.append(Problem(file, line(*where, "OLLAMA_CONTEXT_LENGTH"),
+                                  f"OLLAMA_CONTEXT_LENGTH {set_in_env} for container '{name}' disagrees with "
+                                  f"context_length {window} of model '{owner[name]}'"))
+    return errors, windows
+
+
+def _advice(spec: CatalogSpec, containers: dict[str, Container], file: str, line: _Lines) -> list[Problem]:
+    """What is valid but will not do what it seems to."""
+    warnings: list[Problem] = []
+    for tag, model in spec.models.items():
+        if model.on_overflow == "refuse":
+            warnings.append(Problem(file, line("models", tag, "on_overflow"),
+                                    f"on_overflow refuse: requests to '{tag}' through /api are refused when too long, but "
+                                    "Ollama's /v1 APIs cannot turn the context shift off: a /v1 request reloads the model "
+                                    "with the shift on (unless its family never shifts, as deepseek2)"))
+        if is_cloud_name(tag):
+            for name in model.containers:
+                container = containers[name]
+                if container.managed and dict(container.env).get("OLLAMA_NO_CLOUD", "1") not in GO_FALSE:
+                    warnings.append(Problem(file, line("models", tag),
+                                            f"cloud model '{tag}' is on managed container '{name}', which runs with "
+                                            "OLLAMA_NO_CLOUD=1: set OLLAMA_NO_CLOUD: \"0\" in its env to reach ollama.com"))
+    return warnings
+
+
 def _default_capabilities(tag: str) -> tuple[str, ...]:
     return ("embedding",) if "embed" in tag.lower() else ("completion",)
 
@@ -472,6 +524,11 @@ def build_catalog(spec: CatalogSpec, file: str, line: _Lines) -> LoadResult:
     hosts = _resolve_hosts(spec, file)
     warnings += host_warnings
     containers = {name: _merge(defaults, c, name, hosts) for name, c in spec.containers.items()}
+    window_errors, windows = _check_context_lengths(spec, containers, file, line)
+    if window_errors:
+        raise CatalogError(window_errors)
+    containers = {name: replace(c, context_length=windows.get(name)) for name, c in containers.items()}
+    warnings.extend(_advice(spec, containers, file, line))
     tag_by_key = {k: parse_model_name(t).display for t, k in keys.items()}
     models: dict[str, Model] = {}
     aliases: dict[str, str] = {}
@@ -490,6 +547,7 @@ def build_catalog(spec: CatalogSpec, file: str, line: _Lines) -> LoadResult:
             owned_by=model.owned_by or name.owned_by,
             capabilities=tuple(model.capabilities) if model.capabilities else _default_capabilities(tag),
             description=model.description,
+            on_overflow=model.on_overflow or "truncate",
         )
         for alias in model.aliases:
             aliases[alias.strip().lower()] = key

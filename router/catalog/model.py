@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from router.catalog.durations import FOREVER, InvalidDuration, parse_interval, parse_keep_alive
-from router.catalog.names import parse_model_name
+from router.catalog.names import is_cloud_name, parse_model_name
 from router.catalog.placement import (
     check_address,
     check_docker_url,
@@ -24,7 +24,7 @@ from router.catalog.placement import (
     is_ip,
 )
 
-DEFAULT_IMAGE = "ollama/ollama:0.12.6"
+DEFAULT_IMAGE = "ollama/ollama:0.32.15"
 DEFAULT_KEEP_ALIVE = "24h"
 DEFAULT_NUM_PARALLEL = 4
 OLLAMA_PORT = 11434
@@ -127,6 +127,7 @@ class ModelSpec(_Strict):
     aliases: StrictStrList = []
     fallback: StrictStrList = []
     context_length: Annotated[int, Field(ge=1, strict=True)] | None = None
+    on_overflow: Literal["truncate", "refuse"] | None = None
     keep_alive: KeepAlive = None
     owned_by: str | None = None
     capabilities: StrictStrList | None = None
@@ -223,6 +224,7 @@ class Container:
     node_selector: tuple[tuple[str, str], ...] = ()
     tolerations: tuple[Toleration, ...] = ()
     storage: str | None = None
+    context_length: int | None = None  # the one its models pin (they agree: the loader checks)
 
     @property
     def listen_port(self) -> int:
@@ -244,10 +246,32 @@ class Model:
     owned_by: str = "library"
     capabilities: tuple[str, ...] = ("completion",)
     description: str | None = None
+    on_overflow: str = "truncate"  # or "refuse": a prompt longer than the window is an error, not cut
 
     @property
     def is_embedding(self) -> bool:
         return "embedding" in self.capabilities and "completion" not in self.capabilities
+
+    @property
+    def is_cloud(self) -> bool:
+        """Named as Ollama's cloud models are: served by ollama.com through its containers."""
+        return is_cloud_name(self.tag)
+
+    @property
+    def pins_shift(self) -> bool:
+        """Its loads fix the context shift: off for `refuse`, else Ollama's default
+        (a request may not toggle it: that reloads the runner, docs/ollama-wire-2026.md §7.2)."""
+        return self.on_overflow == "refuse" or self.context_length is not None
+
+    def load_options(self) -> dict[str, Any]:
+        """What the router's own requests (keep-warm, preload, deep checks) add so that
+        they load the model exactly as the requests it pins are served."""
+        extra: dict[str, Any] = {}
+        if self.context_length is not None:
+            extra["options"] = {"num_ctx": self.context_length}
+        if self.on_overflow == "refuse" and not self.is_embedding:
+            extra["shift"] = False
+        return extra
 
     @property
     def keep_alive_seconds(self) -> float:

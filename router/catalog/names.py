@@ -105,3 +105,15 @@ def model_key(raw: str) -> str | None:
 def display_name(raw: str) -> str:
     """Short display form (`llama3.2` -> `llama3.2:latest`)."""
     return parse_model_name(raw).display
+
+
+def is_cloud_name(raw: str) -> bool:
+    """Whether Ollama would send a request naming `raw` to ollama.com instead of a
+    local model (docs/ollama-wire-2026.md §6.1): the text after the last colon is
+    `cloud` (any case), or ends in `-cloud` and holds no slash."""
+    colon = raw.rfind(":")
+    if colon < 0:
+        return False
+    suffix = raw[colon + 1 :].strip()
+    folded = suffix.lower()
+    return folded == "cloud" or (folded.endswith("-cloud") and "/" not in suffix)

@@ -27,6 +27,7 @@ from router.events import EventHub
 from router.fleet.state import ROUTABLE, ContainerState, Ejection, LoadedModel, Phase
 from router.limits import ContainerGone, Limits
 from router.upstream.client import ContainerClient
+from router.versions import parse_version
 
 log = structlog.get_logger("router.fleet")
 
@@ -101,7 +102,7 @@ class Fleet:
     def model_ready(self, model: Model) -> list[str]:
         """Containers of `model` that take requests and hold it loaded (per their last /api/ps;
         without keep-warm, nothing loads models ahead of requests: being up is enough)."""
-        warm = self.policy.keep_warm
+        warm = self.policy.keep_warm and not model.is_cloud  # a cloud model is never loaded locally
         return [s.name for s in self.states_for(model) if s.routable and (s.has_loaded(model) or not warm)]
 
     def servable(self, model: Model) -> bool:
@@ -137,7 +138,9 @@ class Fleet:
         self, state: ContainerState, *, version: str | None, loaded: dict[str, LoadedModel], tags: list[dict[str, object]]
     ) -> None:
         state.last_probe = time.time()
-        state.version = version
+        if version != state.version:
+            state.version = version
+            state.version_key = parse_version(version)
         state.tags = tags
         self.update_loaded(state, loaded)
         if state.phase in (Phase.UNKNOWN, Phase.DOWN):

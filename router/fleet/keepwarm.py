@@ -6,6 +6,9 @@
 - after each good probe: re-ping a model whose `expires_at` comes within the
   margin, and reload one that went missing from `/api/ps`.
 
+Cloud models (names ending `:cloud`/`-cloud`) are left alone: Ollama passes
+their requests to ollama.com and never loads them.
+
 The pings are the router's own requests, never a client's, so a client that
 leaves cannot abort a load (docs/ollama-wire.md §1.5). A ping is bounded by
 what a load takes on that container (a few times the slowest load seen
@@ -35,17 +38,21 @@ LOAD_BOUND_FLOOR = 5.0  # seconds: never less, however fast loads were
 
 
 def ping_request(model: Model) -> tuple[str, bytes]:
-    """Path and body that load `model` and set its keep-alive, without generating."""
+    """Path and body that load `model` and set its keep-alive, without generating;
+    loaded with its pinned window and shift (`Model.load_options`), as requests for it are served."""
+    pinned = model.load_options()
     if model.is_embedding:
-        return "/api/embed", orjson.dumps({"model": model.tag, "input": [], "keep_alive": model.keep_alive})
-    return "/api/generate", orjson.dumps({"model": model.tag, "keep_alive": model.keep_alive})
+        return "/api/embed", orjson.dumps({"model": model.tag, "input": [], "keep_alive": model.keep_alive, **pinned})
+    return "/api/generate", orjson.dumps({"model": model.tag, "keep_alive": model.keep_alive, **pinned})
 
 
 def deep_check_request(model: Model) -> tuple[str, bytes]:
-    """A one-token generation (or one embedding) that proves the model answers."""
+    """A one-token generation (or one embedding) that proves the model answers (on the loaded runner)."""
+    pinned = model.load_options()
+    options = pinned.pop("options", {})
     if model.is_embedding:
-        return "/api/embed", orjson.dumps({"model": model.tag, "input": "ping"})
-    body = {"model": model.tag, "prompt": "ping", "stream": False, "options": {"num_predict": 1}}
+        return "/api/embed", orjson.dumps({"model": model.tag, "input": "ping", **({"options": options} if options else {})})
+    body = {"model": model.tag, "prompt": "ping", "stream": False, "options": {**options, "num_predict": 1}, **pinned}
     return "/api/generate", orjson.dumps(body)
 
 
@@ -116,6 +123,7 @@ class KeepWarm:
             for state in targets
             if state.phase is not Phase.DOWN
             for model in self.fleet.catalog.models_on(state.name)
+            if not model.is_cloud
         ]
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -131,6 +139,8 @@ class KeepWarm:
             return
         now = time.time()
         for model in self.fleet.catalog.models_on(state.name):
+            if model.is_cloud:
+                continue
             loaded = state.loaded.get(model.key)
             if loaded is None:
                 reason = "missing"
@@ -155,6 +165,7 @@ class KeepWarm:
         pairs = [
             (state, model)
             for model in self.fleet.catalog.models.values()
+            if not model.is_cloud
             for state in self.fleet.states_for(model)
             if (state.phase is Phase.UP and state.has_loaded(model)) or state.phase in (Phase.EJECTED, Phase.PROBATION)
         ]

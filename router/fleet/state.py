@@ -23,6 +23,7 @@ from typing import Any
 from router.catalog import Container, Model
 from router.limits import ContainerSlots
 from router.upstream.client import ContainerClient
+from router.versions import Version
 
 
 class Phase(enum.StrEnum):
@@ -69,6 +70,7 @@ class ContainerState:
     last_error: str | None = None
     down_since: float | None = None
     version: str | None = None
+    version_key: Version | None = None  # `version` parsed (router.versions), for the endpoint gate
     loaded: dict[str, LoadedModel] = field(default_factory=dict)  # by model key, from the last /api/ps
     tags: list[dict[str, Any]] = field(default_factory=list)  # the last /api/tags entries
     served: int = 0
@@ -98,3 +100,9 @@ class ContainerState:
 
     def has_loaded(self, model: Model) -> bool:
         return model.key in self.loaded
+
+    def serves(self, needed: Version) -> bool:
+        """Whether its Ollama is new enough for an endpoint first served in `needed`
+        (a version not known yet, or a source build, is given the benefit of the doubt)."""
+        version = self.version_key
+        return version is None or version >= needed

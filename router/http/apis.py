@@ -11,6 +11,9 @@ docs/ollama-wire-2026.md (Responses and Anthropic Messages).
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
+
 import orjson
 from aiohttp import web
 
@@ -19,6 +22,21 @@ from router.http.errors import MethodNotAllowed, NotFoundRoute, RouterError
 
 ENDED_WITH_ERROR = "stream ended with an error event"
 SSE_DONE = b"data: [DONE]\n\n"
+
+
+@dataclass(frozen=True, slots=True)
+class StreamSoFar:
+    """What a client already received of a stream that failed: enough to end it the API's way."""
+
+    content_type: str
+    head: bytes  # the first bytes (where a Responses stream names its response)
+    tail: bytes  # the last bytes
+    request_id: str
+
+
+def _separated(sent: StreamSoFar, record: bytes) -> bytes:
+    """`record` as a stream's next SSE record, after a record the failure may have left unfinished."""
+    return record if not sent.tail or sent.tail.endswith(b"\n\n") else b"\n\n" + record
 
 
 def retry_after_header(error: RouterError) -> dict[str, str]:
@@ -42,9 +60,9 @@ class Api:
         response.headers.update(error.headers)
         return response
 
-    def end_failed_stream(self, content_type: str, reason: str) -> bytes | None:
+    def end_failed_stream(self, sent: StreamSoFar, reason: str) -> bytes | None:
         """Bytes that tell a client the stream failed (not merely stopped), or None to just close."""
-        if content_type.startswith(wire.NDJSON):
+        if sent.content_type.startswith(wire.NDJSON):
             return wire.native_error_body(reason) + b"\n"
         return None
 
@@ -72,10 +90,10 @@ class OpenAIApi(Api):
         response.headers.update(error.headers)
         return response
 
-    def end_failed_stream(self, content_type: str, reason: str) -> bytes | None:
-        if content_type.startswith(wire.SSE):
-            return b"data: " + wire.openai_error_body(reason, 502).rstrip(b"\n") + b"\n\n"
-        return super().end_failed_stream(content_type, reason)
+    def end_failed_stream(self, sent: StreamSoFar, reason: str) -> bytes | None:
+        if sent.content_type.startswith(wire.SSE):
+            return _separated(sent, b"data: " + wire.openai_error_body(reason, 502).rstrip(b"\n") + b"\n\n")
+        return super().end_failed_stream(sent, reason)
 
     def incomplete(self, content_type: str, tail: bytes) -> str | None:
         if content_type.startswith(wire.SSE):
@@ -87,6 +105,10 @@ def _last_sse_record(tail: bytes) -> bytes:
     return tail.rstrip(b"\n").rsplit(b"\n\n", 1)[-1]
 
 
+RESPONSE_ID = re.compile(rb'"id":"(resp_[^"\\]{1,64})"')
+SEQUENCE_NUMBER = re.compile(rb'"sequence_number":(\d{1,12})')
+
+
 class ResponsesApi(OpenAIApi):
     """OpenAI Responses: OpenAI's errors; a stream is complete once `response.completed` came."""
 
@@ -95,11 +117,18 @@ class ResponsesApi(OpenAIApi):
     COMPLETE = (b'"type":"response.completed"}', b'"type":"response.incomplete"}')
     FAILED = (b'"type":"response.failed"}', b'"type":"error"}')
 
-    def end_failed_stream(self, content_type: str, reason: str) -> bytes | None:
-        if not content_type.startswith(wire.SSE):
-            return super().end_failed_stream(content_type, reason)
-        data = {"response": {"error": {"code": "server_error", "message": reason}, "status": "failed"}, "type": "response.failed"}
-        return b"event: response.failed\ndata: " + orjson.dumps(data, option=orjson.OPT_SORT_KEYS) + b"\n\n"
+    def end_failed_stream(self, sent: StreamSoFar, reason: str) -> bytes | None:
+        """`response.failed` for the response the stream began (the openai SDK refuses a
+        lifecycle event naming another response), numbered after the last event; its
+        `output` is left out, so the SDK fills in the items it received."""
+        if not sent.content_type.startswith(wire.SSE):
+            return super().end_failed_stream(sent, reason)
+        response: dict[str, object] = {"error": {"code": "server_error", "message": reason}, "object": "response", "status": "failed"}
+        if (named := RESPONSE_ID.search(sent.head)) is not None:
+            response["id"] = named.group(1).decode()
+        numbers = SEQUENCE_NUMBER.findall(sent.tail)
+        data = {"response": response, "sequence_number": int(numbers[-1]) + 1 if numbers else 0, "type": "response.failed"}
+        return _separated(sent, b"event: response.failed\ndata: " + orjson.dumps(data, option=orjson.OPT_SORT_KEYS) + b"\n\n")
 
     def incomplete(self, content_type: str, tail: bytes) -> str | None:
         if not content_type.startswith(wire.SSE):
@@ -136,17 +165,19 @@ class AnthropicApi(Api):
     name = "anthropic"
 
     def render(self, error: RouterError, request_id: str) -> web.Response:
+        """Anthropic's envelope; its id also in `request-id`, where Anthropic's SDKs look for it."""
         body = anthropic_error_body(error.message, error.status, request_id)
-        response = web.Response(status=error.status, body=body, headers={"Content-Type": wire.JSON})
+        headers = {"Content-Type": wire.JSON, "request-id": "req_" + request_id}
+        response = web.Response(status=error.status, body=body, headers=headers)
         response.headers.update(retry_after_header(error))
         response.headers.update(error.headers)
         return response
 
-    def end_failed_stream(self, content_type: str, reason: str) -> bytes | None:
-        if not content_type.startswith(wire.SSE):
-            return super().end_failed_stream(content_type, reason)
-        error = {"type": "error", "error": {"type": "api_error", "message": reason}}
-        return b"event: error\ndata: " + orjson.dumps(error) + b"\n\n"
+    def end_failed_stream(self, sent: StreamSoFar, reason: str) -> bytes | None:
+        """Anthropic's `error` event (its SDKs raise on it)."""
+        if not sent.content_type.startswith(wire.SSE):
+            return super().end_failed_stream(sent, reason)
+        return _separated(sent, b"event: error\ndata: " + anthropic_error_body(reason, 500, sent.request_id) + b"\n\n")
 
     def incomplete(self, content_type: str, tail: bytes) -> str | None:
         if not content_type.startswith(wire.SSE):
@@ -159,6 +190,20 @@ class AnthropicApi(Api):
         return "stream ended without message_stop"
 
 
+class TranscriptionsApi(OpenAIApi):
+    """OpenAI transcriptions: OpenAI's errors. Ollama writes the whole transcript at the
+    end, under the NDJSON content type of the chat stream it ran (docs/ollama-wire-2026.md
+    §5), and a failure after that header leaves an empty body: the only incomplete answer."""
+
+    name = "transcriptions"
+
+    def end_failed_stream(self, sent: StreamSoFar, reason: str) -> bytes | None:
+        return None
+
+    def incomplete(self, content_type: str, tail: bytes) -> str | None:
+        return None if tail else "the transcription ended without a transcript"
+
+
 class RouterApi(Api):
     """The router's own paths (/healthz, /router/*, /metrics, /ui): native-shaped errors."""
 
@@ -169,6 +214,7 @@ OLLAMA = Api()
 OPENAI = OpenAIApi()
 RESPONSES = ResponsesApi()
 ANTHROPIC = AnthropicApi()
+TRANSCRIPTIONS = TranscriptionsApi()
 ROUTER = RouterApi()
 
 ROUTER_PREFIXES = ("/router/", "/ui")
@@ -181,6 +227,8 @@ def api_for(path: str) -> Api:
             return ANTHROPIC
         if path.startswith("/v1/responses"):
             return RESPONSES
+        if path.startswith("/v1/audio/"):
+            return TRANSCRIPTIONS
         return OPENAI
     if path in ROUTER_PATHS or path.startswith(ROUTER_PREFIXES):
         return ROUTER

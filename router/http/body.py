@@ -21,7 +21,7 @@ import structlog
 from aiohttp import web
 
 from router.catalog.names import MAX_NAME_CHARS
-from router.http.errors import AmbiguousModel, BadRequest, BodyTooLarge, MissingModel, ModelNameTooLong, RequestTimeout
+from router.http.errors import AmbiguousField, AmbiguousModel, BadRequest, BodyTooLarge, MissingModel, ModelNameTooLong, RequestTimeout
 from router.http.record import Record, cut
 
 log = structlog.get_logger("router.access")
@@ -83,7 +83,7 @@ def json_object(body: bytes) -> dict[str, Any]:
 
 def model_name(payload: dict[str, Any], body: bytes, fields: tuple[str, ...] = ("model",)) -> tuple[str, str]:
     """The field that names the model, and the name; 400 when Ollama could read another one."""
-    _refuse_ambiguous(payload, body, fields)
+    refuse_ambiguous(payload, body, fields)
     for name_field in fields:
         name = payload.get(name_field)
         if name is not None and name != "":
@@ -97,13 +97,16 @@ def model_name(payload: dict[str, Any], body: bytes, fields: tuple[str, ...] = (
     return name_field, name
 
 
-def _refuse_ambiguous(payload: dict[str, Any], body: bytes, fields: tuple[str, ...]) -> None:
+def refuse_ambiguous(
+    payload: dict[str, Any], body: bytes, fields: tuple[str, ...], error: type[AmbiguousField] = AmbiguousModel
+) -> None:
+    """400 when the body spells one of `fields` in another case, or twice with different values."""
     folded = {f.casefold() for f in fields}
     for key in payload:
         if key not in fields and key.casefold() in folded:
-            raise AmbiguousModel(
+            raise error(
                 f"the body has a key '{cut(key, 32)}', which Ollama would read as '{key.casefold()}': "
-                "send the model's field once, in lower case"
+                "send that field once, in lower case"
             )
     # orjson and Go both let the last of two equal keys win, so duplicates cannot split the
     # router's reading from Ollama's; they are refused anyway when their values differ, since
@@ -112,7 +115,7 @@ def _refuse_ambiguous(payload: dict[str, Any], body: bytes, fields: tuple[str, .
         if body.count(b'"' + name_field.encode() + b'"') > 1:
             values = [value for key, value in _top_level_pairs(body) if key == name_field]
             if len(values) > 1 and any(value != values[0] for value in values):
-                raise AmbiguousModel(f"the body names '{name_field}' {len(values)} times with different values")
+                raise error(f"the body names '{name_field}' {len(values)} times with different values")
 
 
 def _top_level_pairs(body: bytes) -> list[tuple[str, Any]]:

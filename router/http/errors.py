@@ -39,7 +39,13 @@ class MissingModel(BadRequest):
         super().__init__("model is required")
 
 
-class AmbiguousModel(BadRequest):
+class AmbiguousField(BadRequest):
+    """The body holds a field in two ways a backend could read differently."""
+
+    code = "ambiguous_field"
+
+
+class AmbiguousModel(AmbiguousField):
     """The body names its model in two ways a backend could read differently."""
 
     param = "model"
@@ -64,6 +70,15 @@ class ModelNotFound(RouterError):
 
     def __init__(self, name: str) -> None:
         super().__init__(f"model '{name}' not found")
+
+
+class CloudModelRefused(ModelNotFound):
+    """A cloud model's name (Ollama would send it to ollama.com) that the catalog does not list."""
+
+    def __init__(self, name: str) -> None:
+        RouterError.__init__(
+            self, f"model '{name}' not found: cloud models are served only when the router's catalog lists them"
+        )
 
 
 class NotImplementedByFleet(RouterError):

@@ -56,12 +56,19 @@ def keep_alive_env(value: str | int | float) -> str:
 
 
 def ollama_env(container: Container, listen_host: str, listen_port: int) -> dict[str, str]:
-    """Ollama's settings from the catalog; the catalog's own `env` wins over them."""
+    """Ollama's settings from the catalog; the catalog's own `env` wins over them.
+
+    Cloud is off (the router forwards cloud names only for catalog models, and a
+    container should not reach ollama.com on its own); the window its models pin
+    is the default of every load (requests through /v1 cannot name one)."""
     env = {
         "OLLAMA_HOST": f"{listen_host}:{listen_port}",
         "OLLAMA_NUM_PARALLEL": str(container.num_parallel),
         "OLLAMA_KEEP_ALIVE": keep_alive_env(container.keep_alive),
+        "OLLAMA_NO_CLOUD": "1",
     }
+    if container.context_length is not None:
+        env["OLLAMA_CONTEXT_LENGTH"] = str(container.context_length)
     if container.max_loaded_models is not None:
         env["OLLAMA_MAX_LOADED_MODELS"] = str(container.max_loaded_models)
     if container.gpus:

@@ -32,7 +32,7 @@ from router.http.errors import BodyTooLarge, MethodNotAllowed, NotFoundRoute, Ro
 from router.http.record import Record
 from router.limits import Limits
 from router.logs import AccessLog
-from router.server import admin, console, event_stream, ollama_api, openai_api
+from router.server import admin, anthropic_api, console, event_stream, ollama_api, openai_api, transcriptions
 from router.server.context import RECORD, RUNTIME, SERVICES, record_of
 from router.server.reload import RELOADER, CatalogSource, Reloader
 from router.server.runner import RUNNER_OPTIONS, RunnerOptions
@@ -249,6 +249,8 @@ def create_app(
     app.on_response_prepare.append(OriginPolicy.on_prepare)
     ollama_api.add_routes(app)
     openai_api.add_routes(app)
+    anthropic_api.add_routes(app)
+    app.router.add_post(transcriptions.PATH, transcriptions.transcribe)
     admin.add_routes(app)
     event_stream.add_routes(app)
     console.add_routes(app)

@@ -11,13 +11,15 @@ from aiohttp import web
 from router.access.auth import CALLER
 from router.access.keys import ApiKey
 from router.catalog import Model
-from router.catalog.names import MAX_NAME_CHARS
+from router.catalog.names import MAX_NAME_CHARS, is_cloud_name
 from router.http.apis import api_for
-from router.http.body import json_object, model_name
-from router.http.errors import ModelNameTooLong, ModelNotFound
+from router.http.body import json_object, model_name, refuse_ambiguous
+from router.http.errors import AmbiguousField, CloudModelRefused, ModelNameTooLong, ModelNotFound
 from router.http.record import Record, cut
-from router.server.proxy import Call
+from router.server.context_window import PINNED_PATHS, RUNNER_FIELDS, pinned
+from router.server.proxy import Call, Upload
 from router.server.runtime import Runtime, Services
+from router.versions import REQUIRED
 
 SERVICES: web.AppKey[Services] = web.AppKey("services", Services)
 RUNTIME: web.RequestKey[Runtime] = web.RequestKey("runtime", Runtime)
@@ -60,6 +62,8 @@ def find_model(request: web.Request, name: str) -> Model:
     record = record_of(request)
     record.name_model(name)
     model = runtime_of(request).resolve(name)
+    if model is None and is_cloud_name(name):
+        raise CloudModelRefused(cut(name))  # never sent on: a container would pass it to ollama.com
     if model is None or not allowed(request, model):
         raise ModelNotFound(cut(name))
     record.model_tag = model.tag
@@ -70,20 +74,40 @@ async def forward_by_model(request: web.Request, fields: tuple[str, ...] = ("mod
     """Read the body, find the model it names (in `fields`, first non-empty), forward it."""
     body, payload = await read_json(request)
     name_field, name = model_name(payload, body, fields)
+    return await forward_call(request, name, payload=payload, body=body, model_field=name_field)
+
+
+async def forward_call(
+    request: web.Request,
+    name: str,
+    *,
+    payload: dict[str, Any] | None = None,
+    body: bytes = b"",
+    model_field: str = "model",
+    upload: Upload | None = None,
+) -> web.StreamResponse:
+    """Forward a request for model `name`: a JSON body, or an upload still arriving."""
     model = find_model(request, name)
     runtime = runtime_of(request)
+    chain = runtime.chains[model.key]
+    pins = request.path in PINNED_PATHS and any(pinned(m) for m in chain)
+    if pins and payload is not None:
+        refuse_ambiguous(payload, body, RUNNER_FIELDS, AmbiguousField)  # Go would merge `Options` into `options`
     call = Call(
         request=request,
         record=record_of(request),
         api=api_for(request.path),
         path=request.path,
-        payload=payload,
+        payload=payload if payload is not None else {},
         body=body,
         model=model,
-        chain=runtime.chains[model.key],
+        chain=chain,
         containers=runtime.containers,
         settings=runtime.settings,
         caller=caller_of(request),
-        model_field=name_field,
+        model_field=model_field,
+        needs=REQUIRED.get(request.path),
+        pins=pins,
+        upload=upload,
     )
     return await services(request).proxy.forward(call)

@@ -51,11 +51,13 @@ RATE_BUCKETS = (1, 2.5, 5, 10, 20, 30, 50, 75, 100, 150, 200, 300, 500, 1000)
 
 
 def tail_stats(tail: bytes) -> dict[bytes, int]:
-    """Ollama's eval stats / OpenAI's usage numbers from an answer's last bytes.
+    """Ollama's eval stats / the APIs' usage numbers from an answer's last bytes.
 
     The last JSON document (Ollama's final NDJSON line, the last SSE event
-    before [DONE], a small body whole) is parsed with orjson; when the tail
-    holds only part of it (a large body), the numbers are looked up by name.
+    before [DONE], a Responses `response.completed`, a small body whole) is
+    parsed with orjson; when the tail holds only part of it (a large body), or
+    it holds no numbers (Anthropic's closing `message_stop`), the numbers are
+    looked up by name.
     """
     end = tail.rstrip()
     if end.endswith(SSE_DONE):
@@ -69,7 +71,10 @@ def tail_stats(tail: bytes) -> dict[bytes, int]:
         except orjson.JSONDecodeError:
             pass
         else:
-            return _numbers(document) if isinstance(document, dict) else {}
+            numbers = _numbers(document) if isinstance(document, dict) else {}
+            if numbers:
+                return numbers
+            # an Anthropic stream ends with message_stop: its usage is in the message_delta before
     return _scan(tail[-TAIL_SCAN_BYTES:])
 
 
@@ -145,9 +150,12 @@ class RouterMetrics(Collector):
         self.cold_loads = CounterSeries(PREFIX + "cold_loads", "answers whose load_duration was over the cold-load threshold", ["model", "container"])
         self.prompt_tokens = CounterSeries(PREFIX + "prompt_tokens", "prompt tokens, by API key", ["key"])
         self.completion_tokens = CounterSeries(PREFIX + "completion_tokens", "completion tokens, by API key", ["key"])
+        self.pinned = CounterSeries(
+            PREFIX + "pinned_requests", "native requests sent with the model's pinned num_ctx or shift instead of the client's", ["model"]
+        )
         self.series = (
             self.requests, self.duration, self.ttft, self.tokens_per_second, self.queue_wait, self.overhead,
-            self.fallbacks, self.cold_loads, self.prompt_tokens, self.completion_tokens,
+            self.fallbacks, self.cold_loads, self.prompt_tokens, self.completion_tokens, self.pinned,
         )
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
@@ -170,6 +178,8 @@ class RouterMetrics(Collector):
         container = record.container or ""
         self.requests.inc((model, container, str(status), api))
         self.duration.observe((api, model), now - record.started)
+        if record.pinned is not None:
+            self.pinned.inc((model,))
         if record.attempts:
             self.queue_wait.observe((container,), record.queue_wait)
         ttft = None
@@ -191,8 +201,8 @@ class RouterMetrics(Collector):
         if not stats:
             return NO_STATS
         key = (record.key_name or "anonymous",)
-        prompt = stats.get(b"prompt_eval_count", stats.get(b"prompt_tokens"))
-        completion = stats.get(b"eval_count", stats.get(b"completion_tokens"))
+        prompt = stats.get(b"prompt_eval_count", stats.get(b"prompt_tokens", stats.get(b"input_tokens")))
+        completion = stats.get(b"eval_count", stats.get(b"completion_tokens", stats.get(b"output_tokens")))
         speed = None
         if prompt:
             self.prompt_tokens.inc(key, prompt)

@@ -38,18 +38,13 @@ def _json(value: Any, status: int = 200) -> web.Response:
     return web.Response(status=status, body=orjson.dumps(value), headers={"Content-Type": wire.JSON_UTF8})
 
 
-def version_tuple(text: str) -> tuple[int, ...]:
-    parts = []
-    for piece in text.split("-")[0].split("."):
-        parts.append(int(piece) if piece.isdigit() else 0)
-    return tuple(parts)
-
-
 async def version(request: web.Request) -> web.Response:
     """The lowest version in the fleet: the features every container has."""
-    known = [s.version for s in runtime_of(request).containers.values() if s.version]
-    lowest = min(known, key=version_tuple) if known else FALLBACK_VERSION
-    return _json({"version": lowest})
+    states = sorted(
+        (s for s in runtime_of(request).containers.values() if s.version),
+        key=lambda s: (s.version_key is None, s.version_key or ()),  # source builds (no release number) last
+    )
+    return _json({"version": states[0].version if states else FALLBACK_VERSION})
 
 
 async def _fetch(state: ContainerState, path: str) -> dict[str, Any] | None:
@@ -82,6 +77,29 @@ async def _fleet_listing(request: web.Request, path: str) -> dict[str, dict[str,
         elif path == "/api/ps" and state.loaded:
             by_container[state.name] = {"models": [m.raw for m in state.loaded.values()]}
     return by_container
+
+
+async def status(request: web.Request) -> web.Response:
+    """GET /api/status for the fleet: whether a client can reach cloud models through the router.
+
+    Cloud names are forwarded only when the catalog lists them, so a catalog without
+    cloud models is cloud-disabled by the router's own configuration (`source`
+    "config"). Otherwise cloud is enabled when a container of those models that
+    answers says it is enabled; when all say disabled, `source` is theirs
+    ("env", "config", or "both" when they differ)."""
+    runtime = runtime_of(request)
+    cloud_models = [m for m in runtime.catalog.models.values() if m.is_cloud]
+    if not cloud_models:
+        return _json({"cloud": {"disabled": True, "source": "config"}})
+    names = {name for model in cloud_models for name in model.containers}
+    states = [s for name, s in runtime.containers.items() if name in names]
+    answers = [a for a in await asyncio.gather(*(_fetch(s, "/api/status") for s in states)) if a is not None]
+    clouds = [c for a in answers if isinstance(c := a.get("cloud"), dict)]
+    if any(c.get("disabled") is False for c in clouds):
+        return _json({"cloud": {"disabled": False, "source": "none"}})
+    sources = {c.get("source") for c in clouds} - {"none", None}
+    source = sources.pop() if len(sources) == 1 else ("both" if sources else "none")
+    return _json({"cloud": {"disabled": True, "source": source}})
 
 
 def _visible_models(request: web.Request) -> list[Model]:
@@ -139,3 +157,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/version", version)
     app.router.add_get("/api/tags", tags)
     app.router.add_get("/api/ps", ps)
+    app.router.add_get("/api/status", status)

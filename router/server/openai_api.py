@@ -1,4 +1,5 @@
-"""OpenAI's API: completions and embeddings forwarded by model; models from the catalog."""
+"""OpenAI's API: chat, completions, embeddings and Responses forwarded by
+model; models from the catalog; the image routes Ollama removed answered as such."""
 
 from __future__ import annotations
 
@@ -9,12 +10,18 @@ from aiohttp import web
 
 from router import wire
 from router.catalog import Model
+from router.http.errors import NotFoundRoute
 from router.server.context import allowed, find_model, forward_by_model, runtime_of, services
 
 
 async def forward(request: web.Request) -> web.StreamResponse:
-    """POST /v1/chat/completions, /v1/completions, /v1/embeddings."""
+    """POST /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/responses."""
     return await forward_by_model(request)
+
+
+async def removed(request: web.Request) -> web.StreamResponse:
+    """/v1/images/*: Ollama served image generation and edits from 0.14.3 and removed both in 0.32.6."""
+    raise NotFoundRoute(f"{request.path} was removed from Ollama in 0.32.6: no container serves image generation")
 
 
 def _model_entry(model: Model, model_id: str, created: int, alias_of: str | None = None) -> dict[str, Any]:
@@ -55,7 +62,8 @@ async def retrieve_model(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    for path in ("/v1/chat/completions", "/v1/completions", "/v1/embeddings"):
+    for path in ("/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses"):
         app.router.add_post(path, forward)
+    app.router.add_route("*", "/v1/images/{operation:.*}", removed)
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/v1/models/{model:.+}", retrieve_model)

@@ -8,15 +8,20 @@ only with the first token) is reported to the fleet and the next one is
 tried. Once a byte has gone out, never retry: a stream that breaks upstream,
 or sends nothing for `stream_idle_timeout`, is ended the way its API ends a
 failed stream.
+
+A container whose Ollama predates the endpoint is no candidate
+(`router.versions`); when that leaves none at all, 501. An upload still
+arriving from the client (`router.server.transcriptions`) is sent once: after
+an attempt that read some of it, nothing else is tried.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 import orjson
@@ -31,12 +36,14 @@ from router.fleet.balancer import Balancer, NoContainer
 from router.fleet.fleet import FailureKind, Fleet
 from router.fleet.plan import advance, attempts
 from router.fleet.state import ContainerState
-from router.http.apis import ENDED_WITH_ERROR, Api
-from router.http.errors import FleetAtCapacity, TooManyRequests, Unavailable
+from router.http.apis import ENDED_WITH_ERROR, Api, StreamSoFar
+from router.http.errors import FleetAtCapacity, NotImplementedByFleet, RouterError, TooManyRequests, Unavailable
 from router.http.record import Record
 from router.limits import ContainerGone, Limits, QueueFull, QueueTimeout
+from router.server.context_window import REFUSAL_MAX_BYTES, overflow_refusal, pin_runner_options
 from router.settings import RouterSettings
 from router.upstream.http1 import ConnectFailed, UpstreamResponse, end_to_end_headers
+from router.versions import Version, format_version
 
 log = structlog.get_logger("router.proxy")
 
@@ -47,7 +54,8 @@ RETRYABLE = frozenset({404, 429, 500, 502, 503, 504})
 # (docs/ollama-wire.md §4.6): the client's fault, which no sibling would answer
 # better and which says nothing of the container's health.
 CLIENT_FAULT_500_PREFIX = b'{"error":"option \\"'
-TAIL_BYTES = 192
+TAIL_BYTES = 512  # an answer's last bytes kept: its end, and the usage numbers that come just before it
+HEAD_BYTES = 512  # its first bytes kept: where a Responses stream names its response
 
 
 class PassThroughResponse(web.StreamResponse):
@@ -62,6 +70,20 @@ class PassThroughResponse(web.StreamResponse):
     """
 
     _send_headers_immediately = False
+
+
+class Upload(Protocol):
+    """A request body still arriving from the client (router.server.transcriptions):
+    sent as what was read of it, then the rest as it comes; only once."""
+
+    content_type: str
+    touched: bool  # some of the rest was read from the client: it cannot be sent again
+
+    def body_for(self, tag: str) -> bytes: ...
+
+    def length_for(self, tag: str) -> int | None: ...
+
+    def rest(self) -> AsyncIterator[bytes]: ...
 
 
 @dataclass(slots=True)
@@ -80,12 +102,30 @@ class Call:
     settings: RouterSettings
     caller: ApiKey | None = None
     model_field: str = "model"
+    needs: Version | None = None  # the first Ollama release that serves this endpoint
+    pins: bool = False  # a native request for a model whose runner settings are pinned
+    upload: Upload | None = None  # instead of `body`
 
     def body_for(self, target: Model) -> bytes:
-        """The body to send when `target` serves: as the client wrote it when it names that tag."""
-        if self.payload.get(self.model_field) == target.tag:
+        """The body to send when `target` serves: as the client wrote it when it names that
+        tag and asks for none of the runner settings the model pins otherwise."""
+        payload = self.payload
+        if self.pins:
+            pinned = pin_runner_options(payload, target, self.path)
+            if pinned is not None:
+                payload, self.record.pinned = pinned
+        if payload is self.payload and payload.get(self.model_field) == target.tag:
             return self.body
-        return orjson.dumps({**self.payload, self.model_field: target.tag})
+        return orjson.dumps({**payload, self.model_field: target.tag})
+
+    @property
+    def replayable(self) -> bool:
+        """Whether another container can still be sent the request."""
+        return self.upload is None or not self.upload.touched
+
+    def serves(self, state: ContainerState) -> bool:
+        """Whether the container's Ollama has this endpoint (router.versions)."""
+        return self.needs is None or state.serves(self.needs)
 
 
 @dataclass(slots=True)
@@ -122,9 +162,12 @@ class Proxy:
         record = call.record
         containers = call.containers
         candidates = self.balancer.candidates
+        serves = call.serves
         plan = attempts(
             call.chain,
-            lambda model, tried: candidates(model, tried, containers),
+            # a container too old for the endpoint is skipped like one that is down
+            (lambda model, tried: candidates(model, tried, containers)) if call.needs is None
+            else (lambda model, tried: [s for s in candidates(model, tried, containers) if serves(s)]),
             call.caller.allows if call.caller is not None else None,
         )
         last_failure: Failure | None = None
@@ -162,11 +205,15 @@ class Proxy:
             if outcome.status is not None:
                 last_failure = outcome
             log.warning("attempt_failed", request_id=record.request_id, container=state.name, model=target.tag, reason=outcome.reason)
-            attempt = advance(plan, state.name)
+            attempt = advance(plan, state.name) if call.replayable else None
         return self._nothing_served(call, last_failure, queue_refused)
 
     def _nothing_served(self, call: Call, last_failure: Failure | None, queue_refused: bool) -> web.StreamResponse:
         model = call.model
+        if call.needs is not None and call.record.attempts == 0:
+            self._refuse_if_too_old(call, call.needs)
+        if not call.replayable and last_failure is None:
+            raise RouterError("the container failed while taking the upload, which cannot be sent twice", status=502)
         if queue_refused:
             # a full queue says more than a failure on a container the request already left
             raise FleetAtCapacity(
@@ -176,6 +223,24 @@ class Proxy:
         if last_failure is not None and last_failure.body is not None and last_failure.status is not None:
             return self._upstream_error(call.record, last_failure)
         raise Unavailable(f"no container can serve model '{model.tag}' right now", retry_after=self._retry_after(call))
+
+    @staticmethod
+    def _refuse_if_too_old(call: Call, needs: Version) -> None:
+        """501 when every container that could serve the request runs an Ollama without the endpoint."""
+        allows = call.caller.allows if call.caller is not None else None
+        states = [
+            state
+            for index, model in enumerate(call.chain)
+            if not index or allows is None or allows(model)
+            for name in model.containers
+            if (state := call.containers.get(name)) is not None
+        ]
+        if states and not any(state.serves(needs) for state in states):
+            versions = ", ".join(sorted({f"{s.name} {s.version}" for s in states}))
+            raise NotImplementedByFleet(
+                f"{call.path} needs Ollama {format_version(needs)} or newer; "
+                f"the containers of model '{call.model.tag}' run older releases ({versions})"
+            )
 
     @staticmethod
     def _upstream_error(record: Record, failure: Failure) -> web.Response:
@@ -197,7 +262,14 @@ class Proxy:
         sent = time.perf_counter()
         ttft = call.settings.ttft_timeout
         try:
-            upstream = await state.client.upstream().post(call.path, call.body_for(target), record.request_id, ttft or None)
+            upload = call.upload
+            if upload is None:
+                upstream = await state.client.upstream().post(call.path, call.body_for(target), record.request_id, ttft or None)
+            else:
+                upstream = await state.client.upstream().post_upload(
+                    call.path, upload.content_type, upload.body_for(target.tag), upload.rest(), upload.length_for(target.tag),
+                    record.request_id, ttft or None,
+                )
         except TimeoutError:
             return self._failed(state, f"no first token within {ttft:g}s", "ttft_timeout", FailureKind.AMBIGUOUS)
         except (aiohttp.ClientConnectorError, ConnectFailed) as exc:
@@ -259,17 +331,25 @@ class Proxy:
         record.served_model = target.tag
         record.status = upstream.status
         content_type = upstream.headers.get("Content-Type", "")
+        refusal = b""
+        if upstream.status == 400 and length is not None and 0 < length <= REFUSAL_MAX_BYTES:
+            refusal = await self._read_refusal(call, state, upstream)
         idle = call.settings.stream_idle_timeout or None
         loop = asyncio.get_running_loop()
-        tail = b""
+        head = tail = b""
         try:
             await response.prepare(call.request)
             record.ttfb = time.perf_counter() - record.started
+            if refusal:
+                await response.write(refusal)
+                record.bytes_out += len(refusal)
             async with asyncio.timeout(idle) as guard:
                 async for chunk in upstream.content.iter_any():
                     guard.reschedule(None)  # a slow client is not an idle container
                     await response.write(chunk)
                     record.bytes_out += len(chunk)
+                    if len(head) < HEAD_BYTES:
+                        head += chunk[:HEAD_BYTES]
                     # enough of the end to judge completeness, even when split
                     tail = tail[-TAIL_BYTES:] + chunk if len(chunk) < TAIL_BYTES else chunk
                     if idle is not None:
@@ -283,10 +363,12 @@ class Proxy:
             return response
         except TimeoutError:
             upstream.close()
-            await self._end_broken_stream(call, response, state, content_type, f"no bytes from the container for {idle:g}s")
+            sent = StreamSoFar(content_type, head, tail, record.request_id)
+            await self._end_broken_stream(call, response, state, sent, f"no bytes from the container for {idle:g}s")
             return response
         except (aiohttp.ClientError, OSError) as exc:
-            await self._end_broken_stream(call, response, state, content_type, f"upstream stream broke: {exc!r}")
+            sent = StreamSoFar(content_type, head, tail, record.request_id)
+            await self._end_broken_stream(call, response, state, sent, f"upstream stream broke: {exc!r}")
             return response
         record.tail = tail
         broken = call.api.incomplete(content_type, tail) if upstream.status == 200 else None
@@ -304,8 +386,22 @@ class Proxy:
             except ConnectionResetError:
                 record.client_left = True
             return response
-        await self._end_broken_stream(call, response, state, content_type, broken)
+        await self._end_broken_stream(call, response, state, StreamSoFar(content_type, head, tail, record.request_id), broken)
         return response
+
+    async def _read_refusal(self, call: Call, state: ContainerState, upstream: UpstreamResponse) -> bytes:
+        """A container's 400, read whole: raised as the router's own error, in the
+        API's shape, when it says the prompt is longer than the context window."""
+        try:
+            async with asyncio.timeout(5):
+                body = await upstream.read()
+        except (aiohttp.ClientError, OSError, TimeoutError):
+            raise RouterError("the container's answer broke off", status=502) from None
+        refusal = overflow_refusal(body, call.path)
+        if refusal is not None:
+            self.fleet.request_succeeded(state)  # a healthy answer to a request that cannot fit
+            raise refusal
+        return body
 
     def _stream_failed(self, record: Record, state: ContainerState, reason: str) -> None:
         self.stream_failures += 1
@@ -316,11 +412,11 @@ class Proxy:
         self.events.publish("stream_broken", container=state.name, model=record.served_model, reason=reason)
 
     async def _end_broken_stream(
-        self, call: Call, response: web.StreamResponse, state: ContainerState, content_type: str, reason: str
+        self, call: Call, response: web.StreamResponse, state: ContainerState, sent: StreamSoFar, reason: str
     ) -> None:
         """Tell the client the stream failed, not merely stopped (Ollama's own streams just end)."""
         self._stream_failed(call.record, state, reason)
-        ending = call.api.end_failed_stream(content_type, reason)
+        ending = call.api.end_failed_stream(sent, reason)
         try:
             if ending is not None:
                 await response.write(ending)

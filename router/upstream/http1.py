@@ -27,7 +27,7 @@ import asyncio
 import select
 import ssl
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator
 
 import aiohttp
 import httptools
@@ -35,6 +35,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 HIGH_WATER = 256 * 1024  # buffered body bytes at which reading from the container pauses
+JSON_TYPE = b"application/json"
 MAX_IDLE = 256  # idle keep-alive connections kept per container
 BIG_BODY = 64 * 1024  # request bodies above this are written without being copied into the head
 IDLE_TIMEOUT = 60.0  # seconds an idle connection is kept (aiohttp's keepalive_timeout in the session)
@@ -184,6 +185,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._head_read = 0  # bytes read while awaiting the answer
         self._header_bytes = 0  # names and values of the answer's headers, 1xx included
         self._poller: select.poll | None = None
+        self._drained: asyncio.Future[None] | None = None  # set while the transport's write buffer is full
 
     async def request(self, data: bytes | list[bytes], deadline: float | None) -> UpstreamResponse:
         """Send a whole request; the answer once its headers arrived, or TimeoutError
@@ -214,6 +216,65 @@ class UpstreamConnection(asyncio.Protocol):
             self._waiter = None
             if timer is not None:
                 timer.cancel()
+
+    async def upload(
+        self, head: bytes, rest: AsyncIterable[bytes], chunked: bool, timeout: float | None
+    ) -> UpstreamResponse:
+        """Send a request whose body is still arriving: `head` (the request head and the
+        body's beginning), then each piece of `rest` as it comes, at the pace the
+        container reads it; the answer once its headers arrived, or TimeoutError
+        `timeout` seconds after the body was sent. A container that answers or fails
+        before the body ended stops the sending."""
+        if self.closed or self.transport is None:
+            raise aiohttp.ServerDisconnectedError()
+        transport = self.transport
+        self.response = None
+        self._awaiting_answer = True
+        self._head_read = self._header_bytes = 0
+        waiter: asyncio.Future[UpstreamResponse] = self.loop.create_future()
+        self._waiter = waiter
+        timer = None
+        sent_all = False
+        try:
+            transport.write(head)
+            async for piece in rest:
+                if waiter.done():
+                    break
+                if piece:
+                    transport.write(b"%x\r\n%b\r\n" % (len(piece), piece) if chunked else piece)
+                    await self._drain(waiter)
+            else:
+                sent_all = not waiter.done()
+                if chunked and sent_all:
+                    transport.write(b"0\r\n\r\n")
+            if timeout is not None:
+                timer = self.loop.call_later(timeout, self._expire)
+            response = await waiter
+            if not sent_all:
+                response.keep_alive = False  # what is left of the request would be read as the next one
+            return response
+        except BaseException:
+            self.close()  # the request is unfinished or its answer unread: the connection is of no further use
+            raise
+        finally:
+            self._waiter = None
+            if timer is not None:
+                timer.cancel()
+
+    async def _drain(self, waiter: asyncio.Future[UpstreamResponse]) -> None:
+        """Until the transport's write buffer is below its high-water mark, or the answer (or a failure) came."""
+        drained = self._drained
+        if drained is not None:
+            await asyncio.wait((drained, waiter), return_when=asyncio.FIRST_COMPLETED)
+
+    def pause_writing(self) -> None:
+        if self._drained is None:
+            self._drained = self.loop.create_future()
+
+    def resume_writing(self) -> None:
+        drained, self._drained = self._drained, None
+        if drained is not None and not drained.done():
+            drained.set_result(None)
 
     def _expire(self) -> None:
         waiter = self._waiter
@@ -289,6 +350,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self.resume_writing()
         response = self.response
         if response is None:
             failure: Exception = (
@@ -377,14 +439,16 @@ class UpstreamPool:
         self._idle: list[UpstreamConnection] = []
         self._all: set[UpstreamConnection] = set()
 
-    def _head(self, path: str) -> bytes:
-        head = self._heads.get(path)
+    def _head(self, path: str, content_type: bytes = JSON_TYPE) -> bytes:
+        head = self._heads.get(path) if content_type is JSON_TYPE else None
         if head is None:
             raw_path = self.base_path + URL.build(path=path).raw_path
-            head = self._heads[path] = (
+            head = (
                 b"POST " + raw_path.encode("ascii") + b" HTTP/1.1\r\nHost: " + self._host_header
-                + b"\r\nAccept: */*\r\nContent-Type: application/json\r\n"
+                + b"\r\nAccept: */*\r\nContent-Type: " + content_type + b"\r\n"
             )
+            if content_type is JSON_TYPE:
+                self._heads[path] = head
         return head
 
     async def post(self, path: str, body: bytes, request_id: str, timeout: float | None = None) -> UpstreamResponse:
@@ -414,6 +478,36 @@ class UpstreamPool:
             async with asyncio.timeout_at(deadline):
                 conn = await self._connect()
         return await conn.request(data, deadline)
+
+    async def post_upload(
+        self,
+        path: str,
+        content_type: str,
+        body: bytes,
+        rest: AsyncIterable[bytes],
+        length: int | None,
+        request_id: str,
+        timeout: float | None = None,
+    ) -> UpstreamResponse:
+        """POST a body that is still arriving from the client: `body`, then `rest`;
+        `length` is the whole body's (else it is sent chunked). Always on a new
+        connection: a stale keep-alive one could fail after part of `rest` was
+        read, which cannot be read again. `timeout`: seconds from connecting to the
+        answer's headers, the time to send the body left out."""
+        if not content_type.isascii() or any(c in content_type for c in "\r\n"):
+            raise ValueError("content type with a line break or a non-ASCII character")
+        framing = b"Content-Length: %d\r\n" % length if length is not None else b"Transfer-Encoding: chunked\r\n"
+        head = b"".join((self._head(path, content_type.encode()), b"X-Request-Id: ", request_id.encode(), b"\r\n", framing, b"\r\n"))
+        if length is None and body:
+            body = b"%x\r\n%b\r\n" % (len(body), body)
+        started = self.loop.time()
+        if timeout is None:
+            conn = await self._connect()
+        else:
+            async with asyncio.timeout(timeout):
+                conn = await self._connect()
+        remaining = None if timeout is None else max(0.0, timeout - (self.loop.time() - started))
+        return await conn.upload(head + body, rest, length is None, remaining)
 
     def _take_idle(self) -> UpstreamConnection | None:
         idle = self._idle

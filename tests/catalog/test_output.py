@@ -27,6 +27,13 @@ WARNINGS: list[tuple[str, str, str]] = [
      "GPU 0 is shared by containers 'llama-a' and 'llama-b'"),
     ("container-unused", edit("models:\n", f"  spare:{M}\n    gpus: [3]\n    port: 11509\nmodels:\n"),
      "container 'spare' serves no model"),
+    ("on-overflow-refuse", edit("    aliases: [gpt-4o]\n", f"    aliases: [gpt-4o]\n    on_overflow: refuse{M}\n"),
+     "on_overflow refuse: requests to 'qwen2.5:7b' through /api are refused when too long, but Ollama's /v1 APIs "
+     "cannot turn the context shift off: a /v1 request reloads the model with the shift on (unless its family never "
+     "shifts, as deepseek2)"),
+    ("cloud-model-without-cloud", edit("    aliases: [gpt-4o]\n", f"    aliases: [gpt-4o]\n  gpt-oss:120b-cloud:{M}\n    containers: [llama-b]\n"),
+     "cloud model 'gpt-oss:120b-cloud' is on managed container 'llama-b', which runs with OLLAMA_NO_CLOUD=1: "
+     'set OLLAMA_NO_CLOUD: "0" in its env to reach ollama.com'),
 ]
 
 

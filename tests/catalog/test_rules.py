@@ -90,6 +90,15 @@ RULES: list[tuple[str, str, str]] = [
     ("tag-latest-twice", edit("  qwen2.5:7b:\n", "  qwen2.5:\n").replace("[qwen2.5:7b]", "[qwen2.5]")
      .replace("    aliases: [gpt-4o]\n", f"    aliases: [gpt-4o]\n  qwen2.5:latest:{M}\n    containers: [llama-b]\n"),
      "model 'qwen2.5:latest' is the same model as 'qwen2.5'"),
+    # context windows: one per container (its OLLAMA_CONTEXT_LENGTH)
+    ("context-length-disagrees", edit("    fallback: [qwen2.5:7b]\n", "    fallback: [qwen2.5:7b]\n    context_length: 8192\n"
+                                      f"  phi3:mini:\n    containers: [llama-b]\n    context_length: 4096{M}\n"),
+     "model 'phi3:mini' pins context_length 4096 on container 'llama-b', where model 'llama3.2:3b' pins 8192"),
+    ("context-length-env-disagrees", edit("    gpus: [0]\n", f"    gpus: [0]\n    env:\n      OLLAMA_CONTEXT_LENGTH: 4096{M}\n",
+                                          edit("    fallback: [qwen2.5:7b]\n", "    fallback: [qwen2.5:7b]\n    context_length: 8192\n")),
+     "OLLAMA_CONTEXT_LENGTH 4096 for container 'llama-a' disagrees with context_length 8192 of model 'llama3.2:3b'"),
+    ("on-overflow-unknown", edit("    aliases: [gpt-4o]\n", f"    aliases: [gpt-4o]\n    on_overflow: drop{M}\n"),
+     "models.qwen2.5:7b.on_overflow: Input should be 'truncate' or 'refuse'"),
     # duplicate keys
     ("duplicate-container", edit("  remote:\n", f"  llama-a:{M}\n"), "duplicate key 'llama-a'"),
     ("duplicate-model", edit("  qwen2.5:7b:\n", f"  llama3.2:3b:{M}\n"), "duplicate key 'llama3.2:3b'"),

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from router.catalog.loader import load_catalog
+from router.catalog.loader import load_catalog, parse_catalog
 from router.cli import main
+from router.provision.compose import ollama_service
 
 REPO = Path(__file__).resolve().parents[2]
 CATALOG = REPO / "catalog" / "4gpu.yaml"
@@ -140,3 +141,9 @@ def test_every_per_host_file_passes_the_compose_validators(per_host: Path, name:
         pytest.skip("docker-compose is not installed (apt-get install docker-compose; ./scripts/test does it as root)")
     result = subprocess.run(["docker-compose", "-f", name, "config"], cwd=per_host, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
+def test_compose_services_get_the_same_ollama_settings_as_up() -> None:
+    catalog = parse_catalog(
+        "version: 1\ncontainers:\n  a: {gpus: [0], port: 1}\nmodels:\n  llama3.2: {containers: [a], context_length: 8192}\n", "c.yaml"
+    ).catalog
+    environment = ollama_service(catalog.containers["a"])["environment"]
+    assert environment["OLLAMA_NO_CLOUD"] == "1" and environment["OLLAMA_CONTEXT_LENGTH"] == "8192"

@@ -85,3 +85,23 @@ def test_keep_alive_and_project_names() -> None:
     assert keep_alive_env("1h30m") == "1h30m"
     assert project_name("catalog/4gpu.yaml") == "4gpu"
     assert project_name("/x/My Catalog.yml") == "my-catalog"
+
+
+PINNED = """
+version: 1
+containers:
+  chat: {gpus: [0], port: 11501}
+  open: {gpus: [1], port: 11502, env: {OLLAMA_NO_CLOUD: "0"}}
+models:
+  llama3.2: {containers: [chat, open], context_length: 16384}
+  nomic-embed-text: {containers: [chat], capabilities: [embedding]}
+  gpt-oss:120b-cloud: {containers: [open]}
+"""
+
+
+def test_managed_containers_run_without_cloud_and_with_their_models_window() -> None:
+    chat, open_ = specs(PINNED)["chat"].environment, specs(PINNED)["open"].environment
+    assert chat["OLLAMA_NO_CLOUD"] == "1"  # a cloud name never reaches ollama.com from here
+    assert open_["OLLAMA_NO_CLOUD"] == "0"  # the catalog's env says otherwise: it wins
+    assert chat["OLLAMA_CONTEXT_LENGTH"] == open_["OLLAMA_CONTEXT_LENGTH"] == "16384"
+    assert "OLLAMA_CONTEXT_LENGTH" not in specs()["gpu-a"].environment  # nothing pinned: Ollama's default

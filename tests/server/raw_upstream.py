@@ -141,6 +141,24 @@ def _parse(connection: Connection, reader: asyncio.StreamReader, head: bytes) ->
     return Exchange(connection, method, path, headers, reader)
 
 
+def ollama_like(generate: Script, version: str = "0.12.6") -> Script:
+    """Enough of Ollama (of `version`) for the router's probes; `generate` answers every POST."""
+    probes = {
+        "/": b"Ollama is running",
+        "/api/version": b'{"version":"%s"}' % version.encode(),
+        "/api/ps": b'{"models":[]}',
+        "/api/tags": b'{"models":[]}',
+    }
+
+    async def script(exchange: Exchange) -> None:
+        if exchange.method == "GET":
+            exchange.write(answer(probes.get(exchange.path, b"{}")))
+        else:
+            await generate(exchange)
+
+    return script
+
+
 async def ended(connection: Connection, timeout: float = 5.0) -> bool:
     """Whether the client closed `connection` within `timeout` seconds."""
     with contextlib.suppress(TimeoutError):

@@ -25,7 +25,7 @@ from router.upstream.http1 import (
     UpstreamResponse,
     end_to_end_headers,
 )
-from tests.server.raw_upstream import Exchange, RawUpstream, Script, answer, chunked, ended
+from tests.server.raw_upstream import Exchange, RawUpstream, Script, answer, chunked, ended, ollama_like
 from tests.server.support import eventually, router_before
 
 PATH = "/api/generate"
@@ -313,21 +313,6 @@ async def test_a_reused_connection_dropped_after_its_answer_began_is_not_retried
 
 
 # --- through the router -------------------------------------------------------------------
-
-PROBES = {"/": b"Ollama is running", "/api/version": b'{"version":"0.12.6"}', "/api/ps": b'{"models":[]}', "/api/tags": b'{"models":[]}'}
-
-
-def ollama_like(generate: Script) -> Script:
-    """Enough of Ollama for the router's probes; `generate` answers every POST."""
-
-    async def script(exchange: Exchange) -> None:
-        if exchange.method == "GET":
-            exchange.write(answer(PROBES.get(exchange.path, b"{}")))
-        else:
-            await generate(exchange)
-
-    return script
-
 
 def generated(text: str) -> bytes:
     return orjson.dumps({"model": "m:1b", "created_at": "2025-01-01T00:00:00Z", "response": text, "done": True})
