@@ -259,21 +259,18 @@ class Proxy:
         record.served_model = target.tag
         record.status = upstream.status
         content_type = upstream.headers.get("Content-Type", "")
-        idle = call.settings.stream_idle_timeout or None
-        loop = asyncio.get_running_loop()
+        idle = call.settings.stream_idle_timeout
+        if idle:
+            upstream.limit_idle(idle)  # counts only time spent waiting for the container: a slow client is not an idle container
         tail = b""
         try:
             await response.prepare(call.request)
             record.ttfb = time.perf_counter() - record.started
-            async with asyncio.timeout(idle) as guard:
-                async for chunk in upstream.content.iter_any():
-                    guard.reschedule(None)  # a slow client is not an idle container
-                    await response.write(chunk)
-                    record.bytes_out += len(chunk)
-                    # enough of the end to judge completeness, even when split
-                    tail = tail[-TAIL_BYTES:] + chunk if len(chunk) < TAIL_BYTES else chunk
-                    if idle is not None:
-                        guard.reschedule(loop.time() + idle)
+            async for chunk in upstream.content.iter_any():
+                await response.write(chunk)
+                record.bytes_out += len(chunk)
+                # enough of the end to judge completeness, even when split
+                tail = tail[-TAIL_BYTES:] + chunk if len(chunk) < TAIL_BYTES else chunk
         except (ConnectionResetError, asyncio.CancelledError) as exc:
             # The client left: dropping the upstream connection stops the generation.
             record.client_left = True
