@@ -50,6 +50,16 @@ CLIENT_FAULT_500_PREFIX = b'{"error":"option \\"'
 TAIL_BYTES = 192
 
 
+def record_break(content_type: str, tail: bytes) -> bytes:
+    """What ends the stream's last record when a break left it half-written:
+    a line on NDJSON, an event (a blank line) on SSE."""
+    if not tail:
+        return b""
+    if content_type.startswith(wire.SSE):
+        return b"" if tail.endswith(b"\n\n") else b"\n" if tail.endswith(b"\n") else b"\n\n"
+    return b"" if tail.endswith(b"\n") else b"\n"
+
+
 class PassThroughResponse(web.StreamResponse):
     """Headers leave with the first body bytes, in one write.
 
@@ -280,10 +290,10 @@ class Proxy:
             return response
         except TimeoutError:
             upstream.close()
-            await self._end_broken_stream(call, response, state, content_type, f"no bytes from the container for {idle:g}s")
+            await self._end_broken_stream(call, response, state, content_type, tail, f"no bytes from the container for {idle:g}s")
             return response
         except (aiohttp.ClientError, OSError) as exc:
-            await self._end_broken_stream(call, response, state, content_type, f"upstream stream broke: {exc!r}")
+            await self._end_broken_stream(call, response, state, content_type, tail, f"upstream stream broke: {exc!r}")
             return response
         record.tail = tail
         broken = call.api.incomplete(content_type, tail) if upstream.status == 200 else None
@@ -301,7 +311,7 @@ class Proxy:
             except ConnectionResetError:
                 record.client_left = True
             return response
-        await self._end_broken_stream(call, response, state, content_type, broken)
+        await self._end_broken_stream(call, response, state, content_type, tail, broken)
         return response
 
     def _stream_failed(self, record: Record, state: ContainerState, reason: str) -> None:
@@ -313,14 +323,15 @@ class Proxy:
         self.events.publish("stream_broken", container=state.name, model=record.served_model, reason=reason)
 
     async def _end_broken_stream(
-        self, call: Call, response: web.StreamResponse, state: ContainerState, content_type: str, reason: str
+        self, call: Call, response: web.StreamResponse, state: ContainerState, content_type: str, tail: bytes, reason: str
     ) -> None:
         """Tell the client the stream failed, not merely stopped (Ollama's own streams just end)."""
         self._stream_failed(call.record, state, reason)
         ending = call.api.end_failed_stream(content_type, reason)
         try:
             if ending is not None:
-                await response.write(ending)
+                # after whatever line or event the break left half-written, never glued to it
+                await response.write(record_break(content_type, tail) + ending)
             await response.write_eof()
         except (ConnectionResetError, RuntimeError):
             pass

@@ -131,9 +131,9 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 5.0)
 
 
 @contextlib.asynccontextmanager
-async def router_before(upstream_url: str) -> AsyncIterator[str]:
-    """The router (keep-warm off) in front of one stand-in container at `upstream_url`
-    serving model `m:1b`; yields the router's URL."""
+async def router_before(upstream_url: str, **settings: Any) -> AsyncIterator[str]:
+    """The router (keep-warm off, plus `settings`) in front of one stand-in container at
+    `upstream_url` serving model `m:1b`; yields the router's URL."""
     yaml = f"""
     version: 1
     containers:
@@ -142,8 +142,8 @@ async def router_before(upstream_url: str) -> AsyncIterator[str]:
       m:1b: {{containers: [x]}}
     """
     catalog = parse_catalog(textwrap.dedent(yaml), "standin.yaml").catalog
-    settings = RouterSettings.load(catalog.router, port=0, keep_warm=False)
-    router = await start_app(create_app(catalog, settings), "127.0.0.1", 0)
+    router_settings = RouterSettings.load(catalog.router, **{"port": 0, "keep_warm": False, **settings})
+    router = await start_app(create_app(catalog, router_settings), "127.0.0.1", 0)
     try:
         yield router.url
     finally:
