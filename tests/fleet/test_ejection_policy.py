@@ -7,7 +7,6 @@ request at a time (probation) until one succeeds. Every ejection is logged.
 
 from __future__ import annotations
 
-import textwrap
 import time
 
 import pytest
@@ -18,23 +17,17 @@ from router.fleet.balancer import Balancer
 from router.fleet.fleet import FailureKind, Fleet
 from router.fleet.state import ContainerState, Phase
 from router.limits import QueueTimeout
-from tests.harness import fleet_of
+from tests.harness import catalog_yaml, fleet_of
 
-CATALOG = """
-version: 1
-containers:
-  a: {gpus: [0], port: 11001, num_parallel: 2}
-  b: {gpus: [1], port: 11002, num_parallel: 2}
-  solo: {gpus: [2], port: 11003, num_parallel: 2}
-models:
-  llama3.2:3b: {containers: [a, b]}
-  qwen2.5:7b: {containers: [solo]}
-"""
+CATALOG = catalog_yaml(
+    "a", "b", "solo", models={"llama3.2:3b": "containers: [a, b]", "qwen2.5:7b": "containers: [solo]"},
+    container_extra="num_parallel: 2",
+)
 PROBE = {"version": "0.32.15", "loaded": {}, "tags": []}
 
 
 def make_fleet(**policy: float) -> tuple[Fleet, Catalog]:
-    catalog: Catalog = parse_catalog(textwrap.dedent(CATALOG), "unit.yaml").catalog
+    catalog: Catalog = parse_catalog(CATALOG, "unit.yaml").catalog
     fleet = fleet_of(catalog, **{"failure_threshold": 3, "base_ejection_time": 5.0, "max_ejection_time": 300.0, **policy})
     for state in fleet.containers.values():
         fleet.probe_passed(state, **PROBE)  # type: ignore[arg-type]
