@@ -7,7 +7,8 @@ generated catalog: `llama3.2:3b` on c1 and c2 falling back to `qwen2.5:7b` on
 c3 and c4). For `--duration` seconds (default 240):
 
 - `--clients` (30) clients send chats in a loop, mixing the OpenAI and Ollama
-  APIs, streamed and not; a few leave mid-answer. Each prompt carries a nonce,
+  APIs, streamed and not; a few leave mid-answer; after a 429 or 503 a client
+  waits what `Retry-After` says, as the SDKs do. Each prompt carries a nonce,
   and the emulator's answer is seeded by model and prompt, so the client
   recomputes the exact answer it must get (`router.emulator.text`): any other
   text is a mixed answer (another client's, or nobody's).
@@ -261,6 +262,9 @@ async def client(index: int, base: str, until: float, rng: random.Random, outcom
                     if response.status != 200:
                         await response.read()
                         counts[{429: "429", 503: "503"}.get(response.status, "other status")] += 1
+                        # as the SDKs do: wait what Retry-After says (with jitter) before the next request
+                        retry_after = float(response.headers.get("Retry-After", "0") or 0)
+                        await asyncio.sleep(min(retry_after, 5.0) * rng.uniform(0.5, 1.0))
                         continue
                     if leaves:
                         await response.content.readany()
