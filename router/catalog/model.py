@@ -139,11 +139,15 @@ class RouterSpec(_Strict):
 
     health_interval: Seconds | None = None
     ttft_timeout: Seconds | None = None
+    stream_idle_timeout: Seconds | None = None
     max_queue: Annotated[int, Field(ge=0, strict=True)] | None = None
     queue_timeout: Seconds | None = None
     failure_threshold: Annotated[int, Field(ge=1, strict=True)] | None = None
+    base_ejection_time: Seconds | None = None
+    max_ejection_time: Seconds | None = None
     deep_check_interval: Seconds | None = None
     keep_warm: bool | None = None
+    load_timeout: Seconds | None = None
     pull_missing: bool | None = None
     max_body_bytes: Annotated[int, Field(ge=1, strict=True)] | None = None
     header_timeout: Seconds | None = None

@@ -49,6 +49,8 @@ class Balancer:
         if not candidates:
             raise NoContainer()
         for state in candidates:
+            if state.phase is Phase.PROBATION and state.in_flight:
+                continue  # one request at a time (another may have taken it since the candidates were listed)
             if await state.slots.try_acquire(caller):
                 return state
         queues = [s for s in candidates if s.phase is Phase.UP and s.slots.queue_open]

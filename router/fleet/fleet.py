@@ -143,14 +143,20 @@ class Fleet:
             state.version_key = parse_version(version)
         state.tags = tags
         self.update_loaded(state, loaded)
-        if state.phase in (Phase.UNKNOWN, Phase.DOWN):
+        phase = state.phase
+        if phase in (Phase.UNKNOWN, Phase.DOWN):
             state.consecutive_failures = 0
             state.last_error = None
             ejection = state.ejection
-            if ejection is not None and ejection.until > time.time():
+            if ejection is None:
+                self._enter(state, Phase.WARMING if state.warm_first else Phase.UP, version=version)
+            elif ejection.until > time.time():
+                # answering probes again says nothing of its generations: the ejection still holds
                 self._enter(state, Phase.EJECTED, ejection.reason, until=ejection.until)
             else:
-                self._enter(state, Phase.WARMING if state.warm_first else Phase.UP, version=version)
+                self._enter(state, Phase.PROBATION, "answers probes again after an ejection that no request ended")
+        elif phase is Phase.EJECTED:
+            self.available(state)  # the ejection may be over: status and metrics show it without waiting for a request
 
     def probe_failed(self, state: ContainerState, reason: str) -> None:
         state.last_probe = time.time()
@@ -169,10 +175,14 @@ class Fleet:
         state.consecutive_failures = 0
         state.served += 1
         if state.phase is Phase.PROBATION:
-            state.last_ejection_end = time.time()
-            self._enter(state, Phase.UP, "served a request after its ejection")
+            self._end_ejection(state, "served a request after its ejection")
         elif state.ejections and state.last_ejection_end is not None and time.time() - state.last_ejection_end > self.policy.max_ejection_time:
             state.ejections = 0  # a quiet spell: the next ejection is short again
+
+    def _end_ejection(self, state: ContainerState, reason: str) -> None:
+        state.last_ejection_end = time.time()
+        state.ejection = None
+        self._enter(state, Phase.UP, reason)
 
     def request_failed(self, state: ContainerState, reason: str, kind: FailureKind) -> None:
         state.failures += 1
@@ -186,6 +196,8 @@ class Fleet:
             self._enter(state, Phase.DOWN, reason)
             state.wakeup.set()  # probe now: it comes back on the first good probe
             return
+        if state.phase is Phase.EJECTED:
+            return  # a request that began before the ejection failed late: out already, not ejected twice
         if state.phase is Phase.PROBATION or state.consecutive_failures >= self.policy.failure_threshold:
             if kind is FailureKind.AMBIGUOUS and self._last_for_a_model(state):
                 log.warning("ejection_skipped", container=state.name, reason=reason,
@@ -199,10 +211,15 @@ class Fleet:
         seconds = min(self.policy.base_ejection_time * 2 ** (state.ejections - 1), self.policy.max_ejection_time)
         state.ejection = Ejection(reason, time.time() + seconds, state.ejections)
         state.consecutive_failures = 0
-        if state.phase is not Phase.DOWN:
-            self._enter(state, Phase.EJECTED, reason, seconds=seconds, ejections=state.ejections)
+        if state.phase in (Phase.DOWN, Phase.EJECTED):
+            # no phase change (down stays down until a probe passes, then serves the ejection out),
+            # but an ejection is always logged and published
+            log.warning("container_ejected", container=state.name, previous=state.phase.value, reason=reason,
+                        seconds=seconds, ejections=state.ejections)
+            self.events.publish("container_ejected", container=state.name, previous=state.phase.value, reason=reason,
+                                seconds=seconds, ejections=state.ejections)
         else:
-            self.events.publish("container_ejected", container=state.name, reason=reason, seconds=seconds)
+            self._enter(state, Phase.EJECTED, reason, seconds=seconds, ejections=state.ejections)
 
     def _last_for_a_model(self, state: ContainerState) -> bool:
         return any(
@@ -215,10 +232,7 @@ class Fleet:
 
     def deep_check_passed(self, state: ContainerState) -> None:
         if state.phase in (Phase.EJECTED, Phase.PROBATION):
-            state.last_ejection_end = time.time()
-            if state.ejection is not None:
-                state.ejection.until = time.time()
-            self._enter(state, Phase.UP, "a deep check passed")
+            self._end_ejection(state, "a deep check passed")
 
     def update_loaded(self, state: ContainerState, loaded: dict[str, LoadedModel]) -> None:
         """What the container's /api/ps says it holds now."""

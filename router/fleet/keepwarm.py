@@ -5,6 +5,10 @@
   A container a reload adds is preloaded the same way before it takes traffic.
 - after each good probe: re-ping a model whose `expires_at` comes within the
   margin, and reload one that went missing from `/api/ps`.
+- deep checks (a one-token generation per model): of every container each
+  `deep_check_interval` when set, and always of a container on probation
+  after an ejection, so that it comes back without a client's request
+  having to find out whether it serves again.
 
 Cloud models (names ending `:cloud`/`-cloud`) are left alone: Ollama passes
 their requests to ollama.com and never loads them.
@@ -57,17 +61,22 @@ def deep_check_request(model: Model) -> tuple[str, bytes]:
 
 
 class KeepWarm:
-    def __init__(self, fleet: Fleet, events: EventHub, *, margin: float, load_timeout: float = 300.0, enabled: bool = True) -> None:
+    def __init__(
+        self, fleet: Fleet, events: EventHub, *, margin: float, load_timeout: float = 300.0, check_timeout: float = 60.0,
+        enabled: bool = True,
+    ) -> None:
         self.fleet = fleet
         self.events = events
         self.margin = margin
         self.load_timeout = load_timeout
+        self.check_timeout = check_timeout  # a deep check's first token (the router's ttft_timeout)
         self.enabled = enabled
         self._pending: dict[tuple[ContainerState, str], asyncio.Task[bool]] = {}
+        self._checks: dict[ContainerState, asyncio.Task[None]] = {}  # probation checks, one per container
         self.pings = 0
 
-    def configure(self, *, margin: float, load_timeout: float, enabled: bool) -> None:
-        self.margin, self.load_timeout, self.enabled = margin, load_timeout, enabled
+    def configure(self, *, margin: float, load_timeout: float, check_timeout: float, enabled: bool) -> None:
+        self.margin, self.load_timeout, self.check_timeout, self.enabled = margin, load_timeout, check_timeout, enabled
 
     def ping_timeout(self, state: ContainerState) -> float:
         if not state.load_seconds:
@@ -135,6 +144,8 @@ class KeepWarm:
             await self.preload([state])
             self.fleet.warmed(state)
             return
+        if state.phase is Phase.PROBATION:
+            self.check_in_background(state)
         if not self.enabled or (not state.routable and state.phase is not Phase.EJECTED):
             return
         now = time.time()
@@ -157,32 +168,50 @@ class KeepWarm:
                     self.events.publish("keepwarm_reload", container=state.name, model=model.tag)
             self.ping_in_background(state, model)
 
-    async def deep_check(self, timeout: float) -> None:
+    async def deep_check(self) -> None:
         """One tiny generation per model and container that is up with it loaded, or out
-        after an ejection, all at once. A failure (an error, or no answer within
-        `timeout`) ejects the container whatever its probes say; a pass brings an
+        after an ejection, all at once. A failure (an error, or no first token within
+        `check_timeout`) ejects the container whatever its probes say; a pass brings an
         ejected one back."""
-        pairs = [
-            (state, model)
-            for model in self.fleet.catalog.models.values()
-            if not model.is_cloud
-            for state in self.fleet.states_for(model)
-            if (state.phase is Phase.UP and state.has_loaded(model)) or state.phase in (Phase.EJECTED, Phase.PROBATION)
-        ]
-        reasons = await asyncio.gather(
-            # a model not loaded loads first (a failed container may have lost it): allow for that
-            *(self._deep_check_one(s, m, timeout if s.has_loaded(m) else timeout + self.ping_timeout(s)) for s, m in pairs)
-        )
-        failed: dict[ContainerState, str] = {}
-        for (state, _), reason in zip(pairs, reasons, strict=True):
-            if reason is not None:
-                failed.setdefault(state, reason)
-        for state in {s for s, _ in pairs}:
-            reason = failed.get(state)
-            if reason is not None:
-                self.fleet.deep_check_failed(state, reason)
-            else:
-                self.fleet.deep_check_passed(state)
+        checks = {
+            state: [
+                m for m in self.fleet.catalog.models_on(state.name)
+                if not m.is_cloud and (state.has_loaded(m) or state.phase is not Phase.UP)
+            ]
+            for state in self.fleet.containers.values()
+            if state.phase in (Phase.UP, Phase.EJECTED, Phase.PROBATION)
+        }
+        checks = {state: models for state, models in checks.items() if models}
+        reasons = await asyncio.gather(*(self._check(state, models) for state, models in checks.items()))
+        for state, reason in zip(checks, reasons, strict=True):
+            self._judge(state, reason)
+
+    def check_in_background(self, state: ContainerState) -> None:
+        """Deep-check a container on probation (one check at a time per container): it
+        comes back when its models answer, and is ejected again when one does not."""
+        task = self._checks.get(state)
+        if task is None or task.done():
+            self._checks[state] = asyncio.create_task(self._probation_check(state), name=f"probation-check:{state.name}")
+
+    async def _probation_check(self, state: ContainerState) -> None:
+        reason = await self._check(state, self.fleet.catalog.models_on(state.name))
+        if state.phase is Phase.PROBATION:  # a request's outcome may have decided meanwhile
+            self._judge(state, reason)
+
+    async def _check(self, state: ContainerState, models: list[Model]) -> str | None:
+        """None when every one of `models` answered on `state`'s container, else why not."""
+        # a model not loaded loads first (a failed container may have lost it): allow for that
+        reasons = await asyncio.gather(*(
+            self._deep_check_one(state, m, self.check_timeout + (0.0 if state.has_loaded(m) else self.ping_timeout(state)))
+            for m in models
+        ))
+        return next((r for r in reasons if r is not None), None)
+
+    def _judge(self, state: ContainerState, reason: str | None) -> None:
+        if reason is not None:
+            self.fleet.deep_check_failed(state, reason)
+        else:
+            self.fleet.deep_check_passed(state)
 
     async def _deep_check_one(self, state: ContainerState, model: Model, timeout: float) -> str | None:
         """None when `model` answered on `state`'s container, else why not."""
@@ -199,12 +228,15 @@ class KeepWarm:
         return None
 
     def forget(self, state: ContainerState) -> None:
-        """A container that left the fleet: its pending pings end."""
+        """A container that left the fleet: its pending pings and checks end."""
         for key in [k for k in self._pending if k[0] is state]:
             self._pending.pop(key).cancel()
+        check = self._checks.pop(state, None)
+        if check is not None:
+            check.cancel()
 
     async def stop(self) -> None:
-        tasks = [t for t in self._pending.values() if not t.done()]
+        tasks = [t for t in [*self._pending.values(), *self._checks.values()] if not t.done()]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

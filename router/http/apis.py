@@ -35,8 +35,14 @@ class StreamSoFar:
 
 
 def _separated(sent: StreamSoFar, record: bytes) -> bytes:
-    """`record` as a stream's next SSE record, after a record the failure may have left unfinished."""
-    return record if not sent.tail or sent.tail.endswith(b"\n\n") else b"\n\n" + record
+    """`record` as the stream's next record (an SSE event, an NDJSON line), never glued
+    to one the failure left half-written."""
+    tail = sent.tail
+    if not tail:
+        return record
+    if sent.content_type.startswith(wire.SSE):
+        return record if tail.endswith(b"\n\n") else (b"\n" if tail.endswith(b"\n") else b"\n\n") + record
+    return record if tail.endswith(b"\n") else b"\n" + record
 
 
 def retry_after_header(error: RouterError) -> dict[str, str]:
@@ -63,7 +69,7 @@ class Api:
     def end_failed_stream(self, sent: StreamSoFar, reason: str) -> bytes | None:
         """Bytes that tell a client the stream failed (not merely stopped), or None to just close."""
         if sent.content_type.startswith(wire.NDJSON):
-            return wire.native_error_body(reason) + b"\n"
+            return _separated(sent, wire.native_error_body(reason) + b"\n")
         return None
 
     def incomplete(self, content_type: str, tail: bytes) -> str | None:

@@ -155,7 +155,7 @@ async def _deep_checks(services: Services) -> None:
         settings = services.runtime.settings
         await asyncio.sleep(settings.deep_check_interval or settings.health_interval)
         if services.runtime.settings.deep_check_interval > 0:
-            await services.keepwarm.deep_check(services.runtime.settings.ttft_timeout)
+            await services.keepwarm.deep_check()
 
 
 async def _janitor(services: Services) -> None:

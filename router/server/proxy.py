@@ -334,8 +334,9 @@ class Proxy:
         refusal = b""
         if upstream.status == 400 and length is not None and 0 < length <= REFUSAL_MAX_BYTES:
             refusal = await self._read_refusal(call, state, upstream)
-        idle = call.settings.stream_idle_timeout or None
-        loop = asyncio.get_running_loop()
+        idle = call.settings.stream_idle_timeout
+        if idle:
+            upstream.limit_idle(idle)  # counts only time spent waiting for the container: a slow client is not an idle container
         head = tail = b""
         try:
             await response.prepare(call.request)
@@ -343,17 +344,13 @@ class Proxy:
             if refusal:
                 await response.write(refusal)
                 record.bytes_out += len(refusal)
-            async with asyncio.timeout(idle) as guard:
-                async for chunk in upstream.content.iter_any():
-                    guard.reschedule(None)  # a slow client is not an idle container
-                    await response.write(chunk)
-                    record.bytes_out += len(chunk)
-                    if len(head) < HEAD_BYTES:
-                        head += chunk[:HEAD_BYTES]
-                    # enough of the end to judge completeness, even when split
-                    tail = tail[-TAIL_BYTES:] + chunk if len(chunk) < TAIL_BYTES else chunk
-                    if idle is not None:
-                        guard.reschedule(loop.time() + idle)
+            async for chunk in upstream.content.iter_any():
+                await response.write(chunk)
+                record.bytes_out += len(chunk)
+                if len(head) < HEAD_BYTES:
+                    head += chunk[:HEAD_BYTES]
+                # enough of the end to judge completeness, even when split
+                tail = tail[-TAIL_BYTES:] + chunk if len(chunk) < TAIL_BYTES else chunk
         except (ConnectionResetError, asyncio.CancelledError) as exc:
             # The client left: dropping the upstream connection stops the generation.
             record.client_left = True

@@ -103,7 +103,10 @@ class Reloader:
             return ReloadOutcome("unchanged", trigger, sha256=current.info.sha256)
         reconciled = services.fleet.apply(catalog, fleet_policy(settings))
         services.health.configure(interval=settings.health_interval, probe_timeout=settings.probe_timeout)
-        services.keepwarm.configure(margin=keepwarm_margin(settings), load_timeout=settings.load_timeout, enabled=settings.keep_warm)
+        services.keepwarm.configure(
+            margin=keepwarm_margin(settings), load_timeout=settings.load_timeout, check_timeout=settings.ttft_timeout,
+            enabled=settings.keep_warm,
+        )
         services.metrics.configure(cold_load_threshold=settings.cold_load_threshold)
         for state in reconciled.draining:
             services.keepwarm.forget(state)

@@ -155,7 +155,10 @@ def build_services(
     limits = limits if limits is not None else LocalLimits()
     keys = KeyRing(settings.api_keys_file, catalog) if settings.api_keys_file else None
     fleet = Fleet(catalog, fleet_policy(settings), limits=limits, events=events)
-    keepwarm = KeepWarm(fleet, events, margin=keepwarm_margin(settings), load_timeout=settings.load_timeout, enabled=settings.keep_warm)
+    keepwarm = KeepWarm(
+        fleet, events, margin=keepwarm_margin(settings), load_timeout=settings.load_timeout,
+        check_timeout=settings.ttft_timeout, enabled=settings.keep_warm,
+    )
     health = HealthMonitor(fleet, interval=settings.health_interval, probe_timeout=settings.probe_timeout, on_probe=keepwarm.after_probe)
     balancer = Balancer(fleet)
     window = Window()

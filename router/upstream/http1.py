@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import select
 import ssl
-import time
 from collections.abc import AsyncIterable, AsyncIterator
 
 import aiohttp
@@ -84,7 +83,10 @@ class InvalidAnswer(aiohttp.ClientPayloadError):
 class UpstreamResponse:
     """The status and headers of a container's answer, and its body as it arrives."""
 
-    __slots__ = ("_chunks", "_conn", "_error", "_size", "_waiter", "complete", "content_length", "headers", "keep_alive", "status")
+    __slots__ = (
+        "_chunks", "_conn", "_error", "_idle", "_idle_timer", "_size", "_waiter", "_waiting_since", "complete",
+        "content_length", "headers", "keep_alive", "status",
+    )
 
     def __init__(self, conn: UpstreamConnection, status: int, headers: CIMultiDict[str], keep_alive: bool) -> None:
         self._conn = conn
@@ -92,6 +94,9 @@ class UpstreamResponse:
         self._size = 0
         self._waiter: asyncio.Future[None] | None = None
         self._error: BaseException | None = None
+        self._idle = 0.0
+        self._idle_timer: asyncio.TimerHandle | None = None
+        self._waiting_since = 0.0
         self.complete = False
         self.status = status
         self.headers = headers
@@ -117,7 +122,10 @@ class UpstreamResponse:
                 raise self._error
             if self.complete:
                 raise StopAsyncIteration
-            self._waiter = self._conn.loop.create_future()
+            loop = self._conn.loop
+            self._waiter = loop.create_future()
+            if self._idle_timer is not None:
+                self._waiting_since = loop.time()
             try:
                 await self._waiter
             finally:
@@ -133,13 +141,48 @@ class UpstreamResponse:
     async def read(self) -> bytes:
         return b"".join([chunk async for chunk in self])
 
+    def limit_idle(self, seconds: float) -> None:
+        """Fail the body with TimeoutError (and drop the connection) once the reader has
+        waited `seconds` for a byte. Time the reader spends elsewhere (writing to a slow
+        client) does not count. One timer per `seconds`, not one per chunk: a stream
+        sends thousands of chunks, and re-arming a timer for each costs more than the rest
+        of the chunk's way through the router."""
+        self._idle = seconds
+        if self._idle_timer is None and not self.complete:
+            self._waiting_since = self._conn.loop.time()
+            self._idle_timer = self._conn.loop.call_at(self._waiting_since + seconds, self._check_idle)
+
+    def _check_idle(self) -> None:
+        self._idle_timer = None
+        if self.complete or self._error is not None:
+            return
+        loop = self._conn.loop
+        now = loop.time()
+        if self._waiter is None:  # not waiting for the container now
+            due = now + self._idle
+        else:
+            due = self._waiting_since + self._idle
+            if now >= due:
+                self._fail(TimeoutError(f"no bytes from the container for {self._idle:g}s"))
+                self._conn.close()
+                return
+        self._idle_timer = loop.call_at(due, self._check_idle)
+
     def release(self) -> None:
         """Back to the pool when the answer ended cleanly, else the connection closes."""
+        self._stop_idle_timer()
         self._conn.pool.release(self._conn, reusable=self.complete and self.keep_alive and self._error is None)
 
     def close(self) -> None:
         """Drop the connection (a client left: the container stops generating)."""
+        self._stop_idle_timer()
         self._conn.close()
+
+    def _stop_idle_timer(self) -> None:
+        timer = self._idle_timer
+        if timer is not None:
+            self._idle_timer = None
+            timer.cancel()
 
     # fed by the connection ----------------------------------------------------
 
@@ -426,7 +469,7 @@ def _delimited_by_close(response: UpstreamResponse) -> bool:
 class UpstreamPool:
     """Keep-alive connections to one container (`url`: http or https)."""
 
-    def __init__(self, url: str, *, connect_timeout: float) -> None:
+    def __init__(self, url: str, *, connect_timeout: float, idle_timeout: float = IDLE_TIMEOUT) -> None:
         parsed = URL(url)
         self.loop = asyncio.get_running_loop()
         self.host = parsed.host or "127.0.0.1"
@@ -434,10 +477,12 @@ class UpstreamPool:
         self.ssl: ssl.SSLContext | None = ssl.create_default_context() if parsed.scheme == "https" else None
         self.base_path = parsed.raw_path.rstrip("/")
         self.connect_timeout = connect_timeout
+        self.idle_timeout = idle_timeout
         self._host_header = parsed.raw_authority.encode("ascii")
         self._heads: dict[str, bytes] = {}
-        self._idle: list[UpstreamConnection] = []
+        self._idle: list[UpstreamConnection] = []  # oldest first: released at the end, reused from the end
         self._all: set[UpstreamConnection] = set()
+        self._sweeper: asyncio.TimerHandle | None = None  # closes connections idle too long
 
     def _head(self, path: str, content_type: bytes = JSON_TYPE) -> bytes:
         head = self._heads.get(path) if content_type is JSON_TYPE else None
@@ -511,12 +556,12 @@ class UpstreamPool:
 
     def _take_idle(self) -> UpstreamConnection | None:
         idle = self._idle
-        now = time.monotonic()
+        now = self.loop.time()
         while idle:
             conn = idle.pop()
             if conn.closed:
                 continue
-            if now - conn.idle_since > IDLE_TIMEOUT or conn.has_unread_bytes():
+            if now - conn.idle_since > self.idle_timeout or conn.has_unread_bytes():
                 conn.close()
                 continue
             return conn
@@ -539,15 +584,35 @@ class UpstreamPool:
         # has not read what followed its answer: never reused.
         if reusable and not conn.closed and not conn.paused and len(self._idle) < MAX_IDLE:
             conn.response = None
-            conn.idle_since = time.monotonic()
+            conn.idle_since = self.loop.time()
             self._idle.append(conn)
+            if self._sweeper is None:
+                self._sweeper = self.loop.call_at(conn.idle_since + self.idle_timeout, self._sweep)
         else:
             conn.close()
+
+    def _sweep(self) -> None:
+        """Close the connections idle for `idle_timeout`; wake again when the next one will be.
+        One timer per pool, armed only while connections sit idle."""
+        self._sweeper = None
+        cutoff = self.loop.time() - self.idle_timeout
+        kept = []
+        for conn in self._idle:
+            if conn.idle_since <= cutoff:
+                conn.close()
+            elif not conn.closed:  # (closed by the container meanwhile: forgotten)
+                kept.append(conn)
+        self._idle = kept
+        if kept:
+            self._sweeper = self.loop.call_at(kept[0].idle_since + self.idle_timeout, self._sweep)
 
     def forget(self, conn: UpstreamConnection) -> None:
         self._all.discard(conn)
 
     def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         for conn in list(self._all):
             conn.close()
         self._idle.clear()

@@ -75,3 +75,31 @@ def test_catalog_router_section_reaches_the_timeouts() -> None:
     text = "version: 1\nrouter: {probe_timeout: 7s, connect_timeout: 250ms}\ncontainers: {a: {port: 1}}\nmodels: {m: {containers: [a]}}\n"
     settings = RouterSettings.load(parse_catalog(text, "c.yaml").catalog.router)
     assert (settings.probe_timeout, settings.connect_timeout) == (7.0, 0.25)
+
+
+def test_ejection_and_stream_idle_settings_come_from_the_catalog_and_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from router.catalog import parse_catalog
+
+    text = (
+        "version: 1\nrouter: {stream_idle_timeout: 2m, base_ejection_time: 10s, max_ejection_time: 10m, load_timeout: 90s}\n"
+        "containers: {a: {port: 1}}\nmodels: {m: {containers: [a]}}\n"
+    )
+    section = parse_catalog(text, "c.yaml").catalog.router
+    settings = RouterSettings.load(section)
+    assert (settings.stream_idle_timeout, settings.base_ejection_time, settings.max_ejection_time, settings.load_timeout) == (
+        120.0, 10.0, 600.0, 90.0,
+    )
+    defaults = RouterSettings.load({})
+    assert (defaults.stream_idle_timeout, defaults.base_ejection_time, defaults.max_ejection_time) == (60.0, 5.0, 300.0)
+    monkeypatch.setenv("ROUTER_STREAM_IDLE_TIMEOUT", "0")  # 0: streams are never ended for idleness
+    assert RouterSettings.load(section).stream_idle_timeout == 0.0
+
+
+@pytest.mark.parametrize("field", ["stream_idle_timeout", "base_ejection_time", "max_ejection_time"])
+def test_ejection_and_stream_idle_settings_refuse_what_is_not_a_duration(field: str) -> None:
+    from router.catalog import parse_catalog
+    from router.catalog.loader import CatalogError
+
+    text = f"version: 1\nrouter: {{{field}: soon}}\ncontainers: {{a: {{port: 1}}}}\nmodels: {{m: {{containers: [a]}}}}\n"
+    with pytest.raises(CatalogError, match=field):
+        parse_catalog(text, "c.yaml")

@@ -14,6 +14,10 @@ import orjson
 from tests.harness import RouterFleet, catalog_yaml
 
 TWO_CONTAINERS = catalog_yaml("a", "b", models={"llama3.2:3b": "containers: [a, b]"})
+# llama on a, which falls back to qwen on b
+FALLBACK = catalog_yaml(
+    "a", "b", models={"llama3.2:3b": "containers: [a], fallback: [qwen2.5:7b]", "qwen2.5:7b": "containers: [b]"}
+)
 MODEL = "llama3.2:3b"
 FAST = {"health_interval": 0.3, "probe_timeout": 1.0}
 
@@ -90,3 +94,22 @@ def first_choice(fleet: RouterFleet, model: str = MODEL) -> str:
     target = services.runtime.catalog.resolve(model)
     assert target is not None
     return services.balancer.candidates(target)[0].name
+
+
+async def wait_ready_state(fleet: RouterFleet, ready: bool, timeout: float = 10.0) -> dict[str, object]:
+    """Until `/readyz` answers `ready`; its body."""
+    answer: dict[str, object] = {}
+
+    async def readyz_says() -> bool:
+        nonlocal answer
+        async with fleet.session.get(fleet.url + "/readyz") as response:
+            answer = await response.json()
+            return (response.status == 200) is ready and answer["ready"] is ready
+
+    await wait_until(readyz_says, timeout=timeout)
+    return answer
+
+
+async def unload_behind_the_routers_back(fleet: RouterFleet, name: str, model: str = MODEL) -> None:
+    """`ollama stop`, through /api/chat (so that a fault armed on /api/generate spares it)."""
+    await fleet.backends[name].request("POST", "/api/chat", json={"model": model, "messages": [], "keep_alive": 0})

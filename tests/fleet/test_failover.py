@@ -10,6 +10,7 @@ import pytest
 
 from router.fleet.state import ContainerState
 from tests.fleet.support import (
+    FALLBACK,
     FAST,
     MODEL,
     TWO_CONTAINERS,
@@ -186,11 +187,6 @@ async def test_a_full_container_sends_the_next_request_to_a_sibling_with_room() 
         replies = await asyncio.gather(chat(fleet), chat(fleet))
         assert sorted(r.container or "" for r in replies) == ["a", "b"]
         assert all(r.status == 200 for r in replies)
-
-
-FALLBACK = catalog_yaml(
-    "a", "b", models={"llama3.2:3b": "containers: [a], fallback: [qwen2.5:7b]", "qwen2.5:7b": "containers: [b]"}
-)
 
 
 @pytest.mark.parametrize("api", ["openai", "ollama"])

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
-from tests.fleet.support import FAST, MODEL, chat, wait_until
-from tests.harness import router_fleet
+from tests.fleet.support import FALLBACK, FAST, MODEL, chat, wait_until
+from tests.harness import RouterFleet, router_fleet
 
 CATALOG = """
 version: 1
@@ -68,3 +68,24 @@ async def test_status_shows_requests_in_flight() -> None:
         await wait_until(one_in_flight)
         assert (await pending).status == 200
         assert sum(c["in_flight"] for c in (await fleet.status())["containers"]) == 0
+
+
+async def fallbacks_metric(fleet: RouterFleet) -> float:
+    async with fleet.session.get(fleet.url + "/metrics") as response:
+        text = await response.text()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("ollama_router_fallbacks_total{"))
+
+
+async def test_the_fallbacks_metric_and_the_status_counter_count_the_same_requests() -> None:
+    """Both count requests a fallback model answered: not attempts on a fallback that failed."""
+    async with router_fleet(FALLBACK, subprocess_containers={"a"}, settings=FAST) as fleet:
+        await fleet.wait_warm()
+        fleet.backends["a"].kill()
+        await fleet.backends["b"].add_fault("error", 2, model="qwen2.5:7b")  # two fallback attempts fail
+        kinds = [(api, stream) for api in ("openai", "ollama") for stream in (False, True)]
+        replies = [await chat(fleet, api, stream=stream) for api, stream in kinds + kinds]
+        served = [r for r in replies if "X-Router-Fallback" in r.headers]
+        assert len(served) == 6 and sum(r.status == 500 for r in replies) == 2
+        assert all(r.headers["X-Router-Model"] == "qwen2.5:7b" for r in served)
+        assert (await fleet.status())["counters"]["fallbacks"] == 6
+        assert await fallbacks_metric(fleet) == 6
