@@ -155,6 +155,7 @@ class RouterSpec(_Strict):
     cold_load_threshold: Seconds | None = None
     probe_timeout: Seconds | None = None
     connect_timeout: Seconds | None = None
+    allowed_origins: StrictStrList | None = None  # browser origins besides the local ones (like OLLAMA_ORIGINS)
     # Deployment: router replicas (`ollama-router k8s`) and the Redis they share
     replicas: Annotated[int, Field(ge=1, strict=True)] | None = None
     redis_url: RedisUrl | None = None
