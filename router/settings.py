@@ -7,7 +7,7 @@ new settings from a new catalog the same way `serve` built the first ones.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field
 from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
@@ -29,6 +29,7 @@ CommaList = Annotated[list[str], NoDecode, BeforeValidator(_comma_list)]
 # Settings a running router cannot change: a reload reports them as needing a restart.
 RESTART_ONLY = frozenset({
     "host", "port", "workers", "log_format", "log_level", "api_keys_file", "watch", "max_body_bytes", "header_timeout",
+    "redis_url", "redis_prefix", "redis_failure", "redis_lease",
 })
 
 
@@ -66,6 +67,12 @@ class RouterSettings(BaseSettings):
     allowed_origins: CommaList = Field(default_factory=list)  # browser origins besides the local ones (like OLLAMA_ORIGINS)
 
     api_keys_file: str | None = None
+
+    # limits shared by every router process naming this Redis (replicas, workers); None: each process its own
+    redis_url: str | None = None
+    redis_prefix: str = Field("ollama-router", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")  # one per catalog/cluster sharing a Redis
+    redis_failure: Literal["open", "closed"] = "open"  # Redis lost: local limits per process (open) or 503 (closed)
+    redis_lease: Seconds = Field(10.0, ge=1.0, le=3600.0)  # a dead process's slots come free this long after it stopped renewing
 
     @classmethod
     def settings_customise_sources(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
@@ -102,6 +102,10 @@ class RouterSpec(_Strict):
     cold_load_threshold: Seconds | None = None
     probe_timeout: Seconds | None = None
     connect_timeout: Seconds | None = None
+    redis_url: str | None = None
+    redis_prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")] | None = None
+    redis_failure: Literal["open", "closed"] | None = None
+    redis_lease: Seconds | None = None
 
 
 class CatalogSpec(_Strict):

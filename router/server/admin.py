@@ -12,6 +12,7 @@ from aiohttp import web
 
 from router import wire
 from router.fleet.state import ContainerState, Phase
+from router.limits import LimitsHealth
 from router.server.context import runtime_of, services
 from router.server.reload import RELOADER
 
@@ -35,16 +36,36 @@ async def healthz(request: web.Request) -> web.Response:
 async def readyz(request: web.Request) -> web.Response:
     """Ready once the start-up preload finished and every model can be served
     without a cold load: by one of its own containers, or else a fallback's."""
-    fleet = services(request).fleet
-    if fleet.is_ready():
+    svc = services(request)
+    fleet = svc.fleet
+    limits = svc.limits.health()
+    if fleet.is_ready() and not limits.unavailable:
         return _json({"ready": True})
     unserved = [m.tag for m in fleet.catalog.models.values() if not fleet.servable(m)]
     reasons = []
     if not fleet.ready:
         reasons.append("preloading models")
+    if limits.unavailable:
+        reasons.append(f"the shared limits store ({limits.target}) is unreachable and the router fails closed")
     if unserved:
         reasons.append("no container holds these loaded (nor one of their fallbacks): " + ", ".join(unserved))
     return _json({"ready": False, "reasons": reasons, "models_without_container": unserved}, status=503)
+
+
+def limits_status(health: LimitsHealth) -> dict[str, Any]:
+    """Where the limits are held and, with Redis, the connection's state."""
+    if health.store == "local":
+        return {"store": "local"}
+    return {
+        "store": health.store,
+        "target": health.target,
+        "connected": health.shared,
+        "in_force": "shared" if health.shared else ("local fallback" if health.fallback else "none (503)"),
+        "failure_mode": health.failure_mode,
+        "since": iso(health.since),
+        "losses": health.losses,
+        "last_error": health.last_error,
+    }
 
 
 def container_status(state: ContainerState) -> dict[str, Any]:
@@ -113,6 +134,7 @@ async def status(request: web.Request) -> web.Response:
             "stream_failures": svc.proxy.stream_failures,
             "keepwarm_pings": svc.keepwarm.pings,
         },
+        "limits": limits_status(svc.limits.health()),
         "preload_errors": dict(fleet.preload_errors),
         "keys_reload_error": svc.keys.last_error if svc.keys is not None else None,
     })
