@@ -157,7 +157,8 @@ class RedisContainerSlots:
 
     async def _wait_locally(self, caller: str, timeout: float) -> None:
         self._shared.check_fallback()
-        await self._fallback.wait(caller, timeout)
+        if not await self._fallback.try_acquire(caller):  # (a waiter moved here when Redis was lost may find room)
+            await self._fallback.wait(caller, timeout)
         self._hold(caller, LOCAL)
 
     def granted(self, waiter: _Waiter, lease: str) -> None:
