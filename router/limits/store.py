@@ -5,9 +5,13 @@ Calls: every operation queued during one turn of the event loop goes out as
 one EVALSHA of the limits script (`router.limits.lua`), pipelined on one
 connection: a batch is written without waiting for the previous answer, and
 answers come back in order. At concurrency 16 one round trip carries many
-requests' operations; at concurrency 1 a request costs one round trip, as it
-would unbatched. One connection also keeps the order of operations: a
-lease's renewal can never overtake its release.
+requests' operations. Operations whose answer nobody waits for (releases,
+renewals) wait up to `SEND_DELAY` for the next batch instead of making one of
+their own: at concurrency 1 a request's release rides with the next
+request's acquisition, one write and one answer per request instead of two,
+and another process's waiter hears of the freed slot at most that much
+later. One connection also keeps the order of operations: a lease's renewal
+can never overtake its release.
 
 Grants: a second connection blocks on BLPOP of this process's grants list
 (`{NS}:grants:PROCESS`), where a releasing process's script pushes
@@ -51,6 +55,7 @@ log = structlog.get_logger("router.limits")
 CONNECT_TIMEOUT = 1.0
 CALL_TIMEOUT = 1.0  # a batch unanswered this long: Redis counts as lost (a hung server, a dead network)
 RECONNECT_INTERVAL = 0.5
+SEND_DELAY = 0.002  # the longest an unanswered operation (a release) waits for company
 FAREWELL_TIMEOUT = 1.0
 
 Arg = str | int | float
@@ -116,6 +121,7 @@ class RedisStore:
         self._undo: list[Op | None] = []
         self._inflight: deque[_Batch] = deque()
         self._wake = asyncio.Event()
+        self._delayed: asyncio.TimerHandle | None = None  # wakes the sender for unanswered operations
         self._watchdog: asyncio.TimerHandle | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._reconnecting: asyncio.Task[None] | None = None
@@ -142,7 +148,10 @@ class RedisStore:
         self._argv.extend(op)
         self._futures.append(future)
         self._undo.append(undo)
-        self._wake.set()
+        if future is not None:
+            self._wake.set()
+        elif self._delayed is None and not self._wake.is_set():
+            self._delayed = asyncio.get_running_loop().call_later(SEND_DELAY, self._wake.set)
 
     async def _sender(self, conn: AbstractConnection) -> None:
         loop = asyncio.get_running_loop()
@@ -150,6 +159,9 @@ class RedisStore:
         while True:
             await wake.wait()
             wake.clear()
+            if self._delayed is not None:
+                self._delayed.cancel()
+                self._delayed = None
             if not self._futures:
                 continue
             batch = _Batch(self._argv, self._futures, self._undo, loop.time())
@@ -267,9 +279,7 @@ class RedisStore:
         self.since = time.time()
         self.losses += 1
         self.last_error = _describe(exc)
-        if self._watchdog is not None:
-            self._watchdog.cancel()
-            self._watchdog = None
+        self._stop_timers()
         lost = StoreDown(self.last_error)
         pending = [*self._inflight, _Batch(self._argv, self._futures, self._undo)]
         self._inflight.clear()
@@ -290,6 +300,12 @@ class RedisStore:
         self.events.lost(self.last_error)
         if not self._closed:
             self._reconnecting = asyncio.create_task(self._reconnect(), name="limits-reconnect")
+
+    def _stop_timers(self) -> None:
+        for timer in (self._watchdog, self._delayed):
+            if timer is not None:
+                timer.cancel()
+        self._watchdog = self._delayed = None
 
     async def _reconnect(self) -> None:
         while not self._closed:
@@ -312,8 +328,7 @@ class RedisStore:
             except (StoreDown, TimeoutError):
                 pass
         self.up = False
-        if self._watchdog is not None:
-            self._watchdog.cancel()
+        self._stop_timers()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import ollama
-
 from concurrent.futures import ThreadPoolExecutor
+
+import ollama
 
 from tests.emulator.conftest import raw
 
