@@ -60,6 +60,22 @@ FOREVER_MS = 86_400_000  # a queue's lifetime in Redis when requests may wait fo
 SLOTS, CONCURRENCY = "slots", "conc"
 
 
+def _push(held: dict[str, list[str]], name: str, lease: str) -> None:
+    leases = held.get(name)
+    if leases is None:
+        held[name] = [lease]
+    else:
+        leases.append(lease)
+
+
+def _pop(held: dict[str, list[str]], name: str) -> str:
+    leases = held[name]
+    lease = leases.pop()
+    if not leases:
+        del held[name]
+    return lease
+
+
 @dataclass(slots=True, eq=False)
 class _Waiter:
     seq: int
@@ -115,7 +131,7 @@ class RedisContainerSlots:
                 return granted == GRANTED
         shared.check_fallback()
         if await self._fallback.try_acquire(caller):
-            self._hold(caller, LOCAL)
+            _push(self._held, caller, LOCAL)
             return True
         return False
 
@@ -159,7 +175,7 @@ class RedisContainerSlots:
         self._shared.check_fallback()
         if not await self._fallback.try_acquire(caller):  # (a waiter moved here when Redis was lost may find room)
             await self._fallback.wait(caller, timeout)
-        self._hold(caller, LOCAL)
+        _push(self._held, caller, LOCAL)
 
     def granted(self, waiter: _Waiter, lease: str) -> None:
         """Redis handed `waiter`'s ticket a slot: it goes to the fairest waiter here (whose
@@ -197,20 +213,10 @@ class RedisContainerSlots:
     def _take(self, caller: str, lease: str) -> None:
         self._count += 1
         self._shared.hold_lease(lease, SLOTS, self.name, caller)
-        self._hold(caller, lease)
-
-    def _hold(self, caller: str, lease: str) -> None:
-        held = self._held.get(caller)
-        if held is None:
-            self._held[caller] = [lease]
-        else:
-            held.append(lease)
+        _push(self._held, caller, lease)
 
     def release(self, caller: str) -> None:
-        held = self._held[caller]
-        lease = held.pop()
-        if not held:
-            del self._held[caller]
+        lease = _pop(self._held, caller)
         if lease == LOCAL:
             self._fallback.release(caller)
             return
@@ -357,27 +363,17 @@ class RedisLimits:
             else:
                 if granted:
                     self.hold_lease(lease, CONCURRENCY, key, key)
-                    self._key_lease(key, lease)
+                    _push(self._key_leases, key, lease)
                 return granted == GRANTED
         if max_concurrent is not None:
             self.check_fallback()
         if await self.fallback.acquire_key(key, self.share_of(max_concurrent) if max_concurrent is not None else None):
-            self._key_lease(key, LOCAL)
+            _push(self._key_leases, key, LOCAL)
             return True
         return False
 
-    def _key_lease(self, key: str, lease: str) -> None:
-        leases = self._key_leases.get(key)
-        if leases is None:
-            self._key_leases[key] = [lease]
-        else:
-            leases.append(lease)
-
     def release_key(self, key: str) -> None:
-        leases = self._key_leases[key]
-        lease = leases.pop()
-        if not leases:
-            del self._key_leases[key]
+        lease = _pop(self._key_leases, key)
         if lease == LOCAL:
             self.fallback.release_key(key)
             return

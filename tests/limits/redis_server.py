@@ -13,7 +13,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from tests.harness import free_port
+from tests.harness import free_port, stop_process
 
 BINARY = shutil.which("redis-server")
 MISSING = "redis-server is not installed: ./scripts/test installs it (apt-get) when run as root"
@@ -56,17 +56,10 @@ class RedisServer:
 
     def kill(self) -> None:
         """SIGKILL, as a crash would: nothing is saved, the data is gone."""
-        self._signal(signal.SIGKILL)
+        if self.process is not None and self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
 
     def stop(self) -> None:
-        self._signal(signal.SIGTERM)
-
-    def _signal(self, sig: int) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.kill(self.process.pid, sig)
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            os.kill(self.process.pid, signal.SIGKILL)
-            self.process.wait(5)
+        if self.process is not None:
+            stop_process(self.process, 10)

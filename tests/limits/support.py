@@ -17,7 +17,7 @@ import orjson
 import redis
 
 from tests.access.support import keys_add
-from tests.harness import REPO, free_port
+from tests.harness import REPO, free_port, stop_process
 
 MODEL = "llama3.2:3b"
 PROMPT = "What does a limit shared by two routers look like?"
@@ -93,14 +93,7 @@ class RouterProcess:
         self.process.wait(10)
 
     def stop(self) -> None:
-        if self.process.poll() is not None:
-            return
-        os.kill(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(30)
-        except subprocess.TimeoutExpired:
-            os.kill(self.process.pid, signal.SIGKILL)
-            self.process.wait(10)
+        stop_process(self.process, 30)
 
 
 async def until_answer(
