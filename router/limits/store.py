@@ -82,11 +82,13 @@ class StoreEvents(Protocol):
 def redacted(url: str) -> str:
     """The URL without its user and password."""
     parts = urlsplit(url)
-    host = parts.hostname or ""
+    host = parts.hostname
+    if host is None:  # unix:///path/to/socket
+        return f"{parts.scheme}://{parts.path}"
     if ":" in host:
         host = f"[{host}]"
     netloc = f"{host}:{parts.port}" if parts.port else host
-    return parts._replace(netloc=netloc, query="").geturl()
+    return parts._replace(netloc=netloc, query="", fragment="").geturl()
 
 
 @dataclass(slots=True, eq=False)

@@ -75,3 +75,25 @@ def test_catalog_router_section_reaches_the_timeouts() -> None:
     text = "version: 1\nrouter: {probe_timeout: 7s, connect_timeout: 250ms}\ncontainers: {a: {port: 1}}\nmodels: {m: {containers: [a]}}\n"
     settings = RouterSettings.load(parse_catalog(text, "c.yaml").catalog.router)
     assert (settings.probe_timeout, settings.connect_timeout) == (7.0, 0.25)
+
+
+@pytest.mark.parametrize("url", ["redis://127.0.0.1:6379/0", "rediss://user:secret@redis.internal:6380/2", "unix:///run/redis.sock"])
+def test_redis_urls_redis_py_opens_are_accepted(url: str) -> None:
+    assert RouterSettings.load({}, redis_url=url).redis_url == url
+
+
+@pytest.mark.parametrize("url", ["localhost:6379", "http://redis:6379", "redis://", "6379"])
+def test_a_redis_url_redis_py_cannot_open_is_refused_by_name(url: str) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="redis_url"):
+        RouterSettings.load({}, redis_url=url)
+
+
+def test_redis_settings_come_from_the_catalog_and_need_a_restart() -> None:
+    section = {"redis_url": "redis://r:6379/0", "redis_prefix": "team-a", "redis_failure": "closed", "redis_lease": "30s"}
+    settings = RouterSettings.load(section)
+    assert (settings.redis_url, settings.redis_prefix, settings.redis_failure, settings.redis_lease) == (
+        "redis://r:6379/0", "team-a", "closed", 30.0)
+    moved = RouterSettings.load({**section, "redis_url": "redis://elsewhere:6379/0", "redis_failure": "open"})
+    assert settings.restart_needed(moved) == ["redis_failure", "redis_url"]

@@ -233,3 +233,16 @@ async def test_a_router_started_before_redis_connects_when_it_comes(private_redi
         assert await slots.try_acquire("k")
         assert inspect(private_redis.url).zcard(f"{{{namespace}}}:slots:c") == 1
         slots.release("k")
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://user:s3cret@redis.internal:6380/2", "redis://redis.internal:6380/2"),
+        ("rediss://:s3cret@[::1]:6379/0?ssl_cert_reqs=none", "rediss://[::1]:6379/0"),
+        ("unix:///run/redis.sock?db=1&password=s3cret", "unix:///run/redis.sock"),
+    ],
+)
+def test_the_store_is_shown_without_its_password(url: str, shown: str) -> None:
+    limits = RedisLimits(url, namespace="shown")
+    assert limits.health().target == shown
