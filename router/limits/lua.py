@@ -1,7 +1,8 @@
 """The one Lua script behind the Redis-held limits, and its operations.
 
 Every call runs a batch of operations (all that the router queued during one
-turn of its event loop) in one EVALSHA, atomically. The clock is Redis's own
+turn of its event loop) in one EVALSHA, atomically, and answers one string:
+each operation's integer answer, in order, separated by spaces. The clock is Redis's own
 (`TIME`), so router hosts with skewed clocks agree on lease deadlines and
 token refills.
 
@@ -178,7 +179,8 @@ while i <= #ARGV do
   else
     return redis.error_reply('unknown limits operation ' .. tostring(op))
   end
-  results[#results + 1] = result
+  results[#results + 1] = string.format('%d', result)
 end
-return results
+-- one string, not an array: the router reads one reply line per batch, not one per operation
+return table.concat(results, ' ')
 """

@@ -37,7 +37,6 @@ import asyncio
 import hashlib
 import time
 from collections import deque
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import urlsplit
@@ -172,7 +171,7 @@ class RedisStore:
             if self._watchdog is None:
                 self._watchdog = loop.call_at(batch.sent + CALL_TIMEOUT, self._check_overdue)
             try:
-                await conn.send_packed_command(conn.pack_command("EVALSHA", self._sha, 1, *self._prefix, *batch.argv), check_health=False)
+                await conn.send_packed_command(self._command("EVALSHA", self._sha, batch.argv), check_health=False)
             except (RedisError, OSError) as exc:
                 self._lose(exc)
                 return
@@ -186,7 +185,7 @@ class RedisStore:
                 # Redis forgot the script (SCRIPT FLUSH, a failover): the batch goes again with its text
                 batch = inflight.popleft()
                 inflight.append(batch)
-                await conn.send_packed_command(conn.pack_command("EVAL", SCRIPT, 1, *self._prefix, *batch.argv), check_health=False)
+                await conn.send_packed_command(self._command("EVAL", SCRIPT, batch.argv), check_health=False)
                 continue
             except (RedisError, OSError) as exc:
                 self._lose(exc)
@@ -194,10 +193,21 @@ class RedisStore:
             batch = inflight.popleft()
             self._answer(batch, reply)
 
-    def _answer(self, batch: _Batch, reply: Sequence[int]) -> None:
-        for future, undo, result in zip(batch.futures, batch.undo, reply, strict=True):
+    def _command(self, command: str, script: str, argv: list[Arg]) -> bytes:
+        """The RESP bytes of `command script 1 anchor header... argv...` (packed here: a batch
+        has hundreds of arguments, all str, int or float)."""
+        args = (command, script, 1, *self._prefix, *argv)
+        parts = [b"*%d\r\n" % len(args)]
+        for arg in args:
+            data = arg.encode() if isinstance(arg, str) else repr(arg).encode()
+            parts.append(b"$%d\r\n%b\r\n" % (len(data), data))
+        return b"".join(parts)
+
+    def _answer(self, batch: _Batch, reply: bytes) -> None:
+        for future, undo, answer in zip(batch.futures, batch.undo, reply.split(), strict=True):
             if future is None:
                 continue
+            result = int(answer)
             if not future.done():
                 future.set_result(result)
             elif undo is not None and result == 1:
