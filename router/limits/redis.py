@@ -110,10 +110,6 @@ class RedisContainerSlots:
     def queue_open(self) -> bool:
         return self.queued < self.max_queue
 
-    @property
-    def waiting_in_redis(self) -> bool:
-        return bool(self._waiters)
-
     async def try_acquire(self, caller: str) -> bool:
         shared = self._shared
         store = shared.store

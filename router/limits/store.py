@@ -126,6 +126,7 @@ class RedisStore:
         self._watchdog: asyncio.TimerHandle | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._reconnecting: asyncio.Task[None] | None = None
+        self._closing: set[asyncio.Task[None]] = set()  # connections being dropped after a loss
         self._closed = False
 
     # calls ------------------------------------------------------------------------------
@@ -180,18 +181,18 @@ class RedisStore:
         inflight = self._inflight
         while True:
             try:
-                reply = await conn.read_response()
-            except NoScriptError:
-                # Redis forgot the script (SCRIPT FLUSH, a failover): the batch goes again with its text
-                batch = inflight.popleft()
-                inflight.append(batch)
-                await conn.send_packed_command(self._command("EVAL", SCRIPT, batch.argv), check_health=False)
-                continue
+                try:
+                    reply = await conn.read_response()
+                except NoScriptError:
+                    # Redis forgot the script (SCRIPT FLUSH, a failover): the batch goes again with its text
+                    batch = inflight.popleft()
+                    inflight.append(batch)
+                    await conn.send_packed_command(self._command("EVAL", SCRIPT, batch.argv), check_health=False)
+                    continue
             except (RedisError, OSError) as exc:
                 self._lose(exc)
                 return
-            batch = inflight.popleft()
-            self._answer(batch, reply)
+            self._answer(inflight.popleft(), reply)
 
     def _command(self, command: str, script: str, argv: list[Arg]) -> bytes:
         """The RESP bytes of `command script 1 anchor header... argv...` (packed here: a batch
@@ -307,8 +308,9 @@ class RedisStore:
         self._tasks = []
         conns = [c for c in (self._conn, self._listener) if c is not None]
         self._conn = self._listener = None
-        for conn in conns:
-            asyncio.get_running_loop().create_task(conn.disconnect(nowait=True))
+        closing = asyncio.get_running_loop().create_task(_close(*conns))
+        self._closing.add(closing)
+        closing.add_done_callback(self._closing.discard)
         self.events.lost(self.last_error)
         if not self._closed:
             self._reconnecting = asyncio.create_task(self._reconnect(), name="limits-reconnect")
