@@ -246,3 +246,35 @@ async def test_a_router_started_before_redis_connects_when_it_comes(private_redi
 def test_the_store_is_shown_without_its_password(url: str, shown: str) -> None:
     limits = RedisLimits(url, namespace="shown")
     assert limits.health().target == shown
+
+
+async def test_a_waiting_request_costs_redis_nothing_until_a_slot_frees(private_redis: RedisServer, namespace: str) -> None:
+    lease = 30.0  # renewals every 10 s: none falls in the second watched
+    async with started(private_redis.url, namespace, lease=lease) as a, started(private_redis.url, namespace, lease=lease) as b:
+        slots_a, slots_b = a.container_slots("c", 1, 8), b.container_slots("c", 1, 8)
+        assert await slots_a.try_acquire("k")
+        waiter = asyncio.create_task(slots_b.wait("k", 30))
+        await until(lambda: inspect(private_redis.url).llen(f"{{{namespace}}}:queue:c") == 1)
+
+        def scripts_run() -> int:
+            return int(inspect(private_redis.url).info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0))
+
+        before = scripts_run()
+        await asyncio.sleep(1.0)
+        assert scripts_run() == before  # no polling: b waits in a blocking pop
+        slots_a.release("k")
+        await within(waiter)
+        slots_b.release("k")
+
+
+async def test_a_raised_limit_goes_to_those_already_waiting(redis_url: str, namespace: str) -> None:
+    async with started(redis_url, namespace) as a, started(redis_url, namespace) as b:
+        slots_a, slots_b = a.container_slots("c", 1, 8), b.container_slots("c", 1, 8)
+        assert await slots_a.try_acquire("k")
+        waiter = asyncio.create_task(slots_b.wait("k", 30))
+        await until(lambda: inspect(redis_url).llen(f"{{{namespace}}}:queue:c") == 1)
+        slots_b.resize(2, 8)  # a catalog reload raised num_parallel
+        await within(waiter)
+        assert inspect(redis_url).zcard(f"{{{namespace}}}:slots:c") == 2
+        slots_a.release("k")
+        slots_b.release("k")
