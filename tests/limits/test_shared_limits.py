@@ -12,7 +12,7 @@ import pytest
 import redis
 
 from router.limits import LimitsUnavailable, QueueFull, QueueTimeout
-from router.limits.redis import RedisLimits
+from router.limits.redis import RedisContainerSlots, RedisLimits
 from tests.limits.redis_server import RedisServer
 
 T = TypeVar("T")
@@ -44,6 +44,23 @@ def inspect(url: str) -> redis.Redis:
     return redis.Redis.from_url(url)
 
 
+def queue_length(url: str, namespace: str) -> int:
+    """Requests of every process waiting for container c, as Redis holds them."""
+    return int(inspect(url).llen(f"{{{namespace}}}:queue:c"))
+
+
+def slots_in_use(url: str, namespace: str) -> int:
+    """Container c's slots held by every process, as Redis holds them."""
+    return int(inspect(url).zcard(f"{{{namespace}}}:slots:c"))
+
+
+async def queued_wait(slots: RedisContainerSlots, caller: str, url: str, namespace: str, position: int) -> asyncio.Task[None]:
+    """`slots.wait(caller)` under way, once its ticket is `position`-th in Redis's queue."""
+    task = asyncio.create_task(slots.wait(caller, 30))
+    await until(lambda: queue_length(url, namespace) == position)
+    return task
+
+
 async def test_two_processes_together_hold_at_most_the_cap(redis_url: str, namespace: str) -> None:
     async with started(redis_url, namespace) as a, started(redis_url, namespace) as b:
         slots_a, slots_b = a.container_slots("c", 2, 8), b.container_slots("c", 2, 8)
@@ -52,9 +69,9 @@ async def test_two_processes_together_hold_at_most_the_cap(redis_url: str, names
         assert not await slots_a.try_acquire("k")
         assert not await slots_b.try_acquire("k")
         assert (slots_a.in_flight, slots_b.in_flight) == (1, 1)  # each process's own view
-        assert inspect(redis_url).zcard(f"{{{namespace}}}:slots:c") == 2
+        assert slots_in_use(redis_url, namespace) == 2
         slots_b.release("k")  # sent with b's next batch, within a few milliseconds
-        await until(lambda: inspect(redis_url).zcard(f"{{{namespace}}}:slots:c") == 1)
+        await until(lambda: slots_in_use(redis_url, namespace) == 1)
         assert await slots_a.try_acquire("k")
         assert slots_a.in_flight == 2
 
@@ -63,10 +80,8 @@ async def test_a_freed_slot_goes_to_the_oldest_waiter_whichever_process_queued_i
     async with started(redis_url, namespace) as a, started(redis_url, namespace) as b:
         slots_a, slots_b = a.container_slots("c", 1, 8), b.container_slots("c", 1, 8)
         assert await slots_a.try_acquire("k")
-        first = asyncio.create_task(slots_b.wait("k", 30))
-        await until(lambda: inspect(redis_url).llen(f"{{{namespace}}}:queue:c") == 1)
-        second = asyncio.create_task(slots_a.wait("k", 30))
-        await until(lambda: inspect(redis_url).llen(f"{{{namespace}}}:queue:c") == 2)
+        first = await queued_wait(slots_b, "k", redis_url, namespace, 1)
+        second = await queued_wait(slots_a, "k", redis_url, namespace, 2)
         assert not await slots_b.try_acquire("k")  # nobody passes those who wait
         slots_a.release("k")
         await within(first)
@@ -82,17 +97,14 @@ async def test_the_queue_bound_holds_for_all_processes_together(redis_url: str, 
     async with started(redis_url, namespace) as a, started(redis_url, namespace) as b:
         slots_a, slots_b = a.container_slots("c", 1, 2), b.container_slots("c", 1, 2)
         assert await slots_a.try_acquire("k")
-        waiting = [asyncio.create_task(slots_a.wait("k", 30))]
-        await until(lambda: inspect(redis_url).llen(f"{{{namespace}}}:queue:c") == 1)
-        waiting.append(asyncio.create_task(slots_b.wait("k", 30)))
-        await until(lambda: inspect(redis_url).llen(f"{{{namespace}}}:queue:c") == 2)
+        waiting = [await queued_wait(slots_a, "k", redis_url, namespace, 1), await queued_wait(slots_b, "k", redis_url, namespace, 2)]
         assert slots_b.queue_open  # b alone has one waiter: only the shared count refuses
         with pytest.raises(QueueFull):
             await slots_b.wait("k", 30)
         for task in waiting:
             task.cancel()
         await asyncio.gather(*waiting, return_exceptions=True)
-        await until(lambda: inspect(redis_url).llen(f"{{{namespace}}}:queue:c") == 0)
+        await until(lambda: queue_length(redis_url, namespace) == 0)
 
 
 async def test_a_waiter_that_times_out_leaves_the_queue(redis_url: str, namespace: str) -> None:
@@ -102,10 +114,10 @@ async def test_a_waiter_that_times_out_leaves_the_queue(redis_url: str, namespac
         with pytest.raises(QueueTimeout):
             await slots_b.wait("k", 0.2)
         assert slots_b.queued == 0
-        await until(lambda: inspect(redis_url).llen(f"{{{namespace}}}:queue:c") == 0)
+        await until(lambda: queue_length(redis_url, namespace) == 0)
         slots_a.release("k")
         # the freed slot went to no ghost: it is free
-        await until(lambda: inspect(redis_url).zcard(f"{{{namespace}}}:slots:c") == 0)
+        await until(lambda: slots_in_use(redis_url, namespace) == 0)
         assert await slots_b.try_acquire("k")
         slots_b.release("k")
 
@@ -115,10 +127,8 @@ async def test_a_slot_handed_to_a_process_goes_to_its_fairest_waiter(redis_url: 
         slots_a, slots_b = a.container_slots("c", 2, 8), b.container_slots("c", 2, 8)
         assert await slots_a.try_acquire("busy")
         assert await slots_b.try_acquire("other")
-        busy = asyncio.create_task(slots_a.wait("busy", 30))  # queued first, but its key already holds a slot here
-        await until(lambda: inspect(redis_url).llen(f"{{{namespace}}}:queue:c") == 1)
-        quiet = asyncio.create_task(slots_a.wait("quiet", 30))
-        await until(lambda: inspect(redis_url).llen(f"{{{namespace}}}:queue:c") == 2)
+        busy = await queued_wait(slots_a, "busy", redis_url, namespace, 1)  # queued first, but its key already holds a slot here
+        quiet = await queued_wait(slots_a, "quiet", redis_url, namespace, 2)
         slots_b.release("other")
         await within(quiet)
         assert not busy.done()
@@ -134,21 +144,20 @@ async def test_a_held_slot_is_renewed_past_its_lease_time(redis_url: str, namesp
         assert await slots_a.try_acquire("k")
         await asyncio.sleep(2.5)  # a long stream: two and a half lease times
         assert not await slots_b.try_acquire("k")
-        assert inspect(redis_url).zcard(f"{{{namespace}}}:slots:c") == 1
+        assert slots_in_use(redis_url, namespace) == 1
         slots_a.release("k")
-        await until(lambda: inspect(redis_url).zcard(f"{{{namespace}}}:slots:c") == 0)
+        await until(lambda: slots_in_use(redis_url, namespace) == 0)
 
 
 async def test_a_container_going_down_fails_its_waiters_and_frees_their_tickets(redis_url: str, namespace: str) -> None:
     async with started(redis_url, namespace) as a:
         slots = a.container_slots("c", 1, 8)
         assert await slots.try_acquire("k")
-        waiter = asyncio.create_task(slots.wait("k", 30))
-        await until(lambda: inspect(redis_url).llen(f"{{{namespace}}}:queue:c") == 1)
+        waiter = await queued_wait(slots, "k", redis_url, namespace, 1)
         slots.fail_waiters(RuntimeError("container down"))
         with pytest.raises(RuntimeError, match="container down"):
             await within(waiter)
-        await until(lambda: inspect(redis_url).llen(f"{{{namespace}}}:queue:c") == 0)
+        await until(lambda: queue_length(redis_url, namespace) == 0)
         slots.release("k")
 
 
@@ -199,7 +208,7 @@ async def test_fail_open_uses_local_limits_while_redis_is_lost_and_returns(priva
         private_redis.start()
         await until(lambda: a.health().shared, seconds=10)
         assert await slots.try_acquire("k")
-        assert inspect(private_redis.url).zcard(f"{{{namespace}}}:slots:c") == 1  # back in Redis
+        assert slots_in_use(private_redis.url, namespace) == 1  # back in Redis
         slots.release("k")
 
 
@@ -231,7 +240,7 @@ async def test_a_router_started_before_redis_connects_when_it_comes(private_redi
         private_redis.start()
         await until(lambda: a.health().shared, seconds=10)
         assert await slots.try_acquire("k")
-        assert inspect(private_redis.url).zcard(f"{{{namespace}}}:slots:c") == 1
+        assert slots_in_use(private_redis.url, namespace) == 1
         slots.release("k")
 
 
@@ -253,8 +262,7 @@ async def test_a_waiting_request_costs_redis_nothing_until_a_slot_frees(private_
     async with started(private_redis.url, namespace, lease=lease) as a, started(private_redis.url, namespace, lease=lease) as b:
         slots_a, slots_b = a.container_slots("c", 1, 8), b.container_slots("c", 1, 8)
         assert await slots_a.try_acquire("k")
-        waiter = asyncio.create_task(slots_b.wait("k", 30))
-        await until(lambda: inspect(private_redis.url).llen(f"{{{namespace}}}:queue:c") == 1)
+        waiter = await queued_wait(slots_b, "k", private_redis.url, namespace, 1)
 
         def scripts_run() -> int:
             return int(inspect(private_redis.url).info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0))
@@ -271,10 +279,9 @@ async def test_a_raised_limit_goes_to_those_already_waiting(redis_url: str, name
     async with started(redis_url, namespace) as a, started(redis_url, namespace) as b:
         slots_a, slots_b = a.container_slots("c", 1, 8), b.container_slots("c", 1, 8)
         assert await slots_a.try_acquire("k")
-        waiter = asyncio.create_task(slots_b.wait("k", 30))
-        await until(lambda: inspect(redis_url).llen(f"{{{namespace}}}:queue:c") == 1)
+        waiter = await queued_wait(slots_b, "k", redis_url, namespace, 1)
         slots_b.resize(2, 8)  # a catalog reload raised num_parallel
         await within(waiter)
-        assert inspect(redis_url).zcard(f"{{{namespace}}}:slots:c") == 2
+        assert slots_in_use(redis_url, namespace) == 2
         slots_a.release("k")
         slots_b.release("k")
