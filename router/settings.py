@@ -7,7 +7,8 @@ new settings from a new catalog the same way `serve` built the first ones.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BeforeValidator, Field
 from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
@@ -28,9 +29,24 @@ def _comma_list(value: Any) -> Any:
 
 CommaList = Annotated[list[str], NoDecode, BeforeValidator(_comma_list)]
 
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+
+def _redis_url(value: Any) -> Any:
+    """A Redis URL redis-py can open: redis://[user:password@]host[:port][/db], rediss://, unix://."""
+    if isinstance(value, str):
+        parts = urlsplit(value)
+        if parts.scheme not in REDIS_SCHEMES or not (parts.hostname or parts.path):
+            raise ValueError("must be a Redis URL: redis://host:6379/0, rediss://… (TLS) or unix:///path/to/socket")
+    return value
+
+
+RedisUrl = Annotated[str, BeforeValidator(_redis_url)]
+
 # Settings a running router cannot change: a reload reports them as needing a restart.
 RESTART_ONLY = frozenset({
     "host", "port", "workers", "log_format", "log_level", "api_keys_file", "watch", "max_body_bytes", "header_timeout",
+    "redis_url", "redis_prefix", "redis_failure", "redis_lease",
 })
 
 
@@ -73,10 +89,13 @@ class RouterSettings(BaseSettings):
 
     api_keys_file: str | None = None
 
-    # Deployment: how many router replicas `ollama-router k8s` renders, and the Redis
-    # they share (rendered into their catalog; the router itself does not use it yet).
+    # Deployment: how many router replicas `ollama-router k8s` renders
     replicas: int = Field(1, ge=1)
+    # limits shared by every router process naming this Redis (replicas, workers); None: each process its own
     redis_url: RedisUrl | None = None
+    redis_prefix: str = Field("ollama-router", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")  # one per catalog/cluster sharing a Redis
+    redis_failure: Literal["open", "closed"] = "open"  # Redis lost: local limits per process (open) or 503 (closed)
+    redis_lease: Seconds = Field(10.0, ge=1.0, le=3600.0)  # a dead process's slots come free this long after it stopped renewing
 
     @classmethod
     def settings_customise_sources(

@@ -17,11 +17,21 @@ machine falls on every side alike; the report gives ratios router/direct.
 - router CPU per request: the router process's utime+stime (/proc) over the
   runs, divided by the requests it served.
 
+With `--redis`, a second router runs beside the first on the same catalog with
+its limits held in Redis (`serve --redis`, a redis-server of its own on
+loopback), as one more side of the same alternating rounds: the report gives
+what Redis adds per request (p50/p99 at each level, CPU per request) as
+differences and ratios against the local-limits router measured in the same
+run. `--keys` gives both routers an API key with a rate limit and
+`max_concurrent` (never reached), so a request also takes a token and a key
+count: with Redis, two more operations per request.
+
 Output: a Markdown table (stdout and bench-results/bench.md) and
 bench-results/bench.json.
 
     .venv/bin/python scripts/bench.py            # full run, about 3 minutes
     .venv/bin/python scripts/bench.py --quick    # smoke run, about 30 s
+    .venv/bin/python scripts/bench.py --redis --no-nginx   # local limits vs Redis-held limits
 """
 
 from __future__ import annotations
@@ -68,6 +78,12 @@ FLOORS = {
     "hold_errors": ("errors over the held streams", "<=", 0, ""),
     "hold_rss_mb": ("router peak RSS with the held streams", "<=", 150.0, "MB"),
 }
+# with --redis: what holding the limits in Redis may cost (router-redis against router, same run)
+REDIS_FLOORS = {
+    "redis_added_p50_ms_c1": ("Redis-held limits: added latency p50 at c1", "<=", 0.3, "ms"),
+    "redis_cpu_us_per_request_c16": ("Redis-held limits: router CPU per request at c16", "<=", 450.0, "µs"),
+}
+ROUTERS = ("router", "router-redis")  # the sides that are this router (CPU and RSS are measured)
 
 
 # processes ---------------------------------------------------------------------------
@@ -160,10 +176,53 @@ class Stack:
         )
         return f"http://127.0.0.1:{port}"
 
+    async def redis(self) -> str:
+        """A redis-server of this run's own (no persistence, loopback); its URL."""
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise SystemExit("bench: --redis needs redis-server (apt-get install redis-server)")
+        port = free_port()
+        self.spawn("redis", [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(self.workdir),
+                             "--save", "", "--appendonly", "no"])
+        deadline = time.monotonic() + 15
+        while True:
+            with contextlib.suppress(OSError):
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.write(b"PING\r\n")
+                pong = await reader.readline()
+                writer.close()
+                if pong.startswith(b"+PONG"):
+                    return f"redis://127.0.0.1:{port}/0"
+            if time.monotonic() > deadline:
+                raise TimeoutError("redis-server did not start")
+            await asyncio.sleep(0.05)
+
     def stop(self) -> None:
         for proc in reversed(self.procs):
             with contextlib.suppress(Exception):
                 proc.stop()
+
+
+async def start_router(stack: Stack, name: str, catalog: Path, workers: int, extra: list[str], headers: dict[str, str]) -> Side:
+    port = free_port()
+    argv = [str(Path(PYTHON).parent / "ollama-router"), "serve", str(catalog), "--port", str(port), *extra]
+    if workers > 1:
+        argv += ["--workers", str(workers)]
+    proc = stack.spawn(name, argv)
+    url = f"http://127.0.0.1:{port}"
+    await wait_http(url + "/readyz")
+    return Side(name, url, url, [url], pid=proc.pid, headers=headers)
+
+
+def bench_key(workdir: Path) -> tuple[list[str], dict[str, str]]:
+    """A keys file with one key whose limits are checked on every request and never reached."""
+    keys = workdir / "keys.yaml"
+    made = subprocess.run(
+        [str(Path(PYTHON).parent / "ollama-router"), "keys", "add", "bench", "--file", str(keys),
+         "--rate-limit", "1000000000", "--max-concurrent", "1000000"],
+        capture_output=True, text=True, check=True,
+    )
+    return ["--api-keys", str(keys)], {"Authorization": f"Bearer {made.stdout.strip()}"}
 
 
 async def wait_http(url: str, *, status: int = 200, timeout: float = 30.0) -> None:
@@ -249,6 +308,8 @@ class Side:
     fast: str  # base URL that reaches the throughput emulator
     stream: str
     hold: list[str]  # base URLs to spread the held streams over
+    pid: int | None = None  # a router side: its process, for CPU and RSS
+    headers: dict[str, str] = field(default_factory=dict)  # e.g. the API key
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -263,6 +324,7 @@ WRK_LUA = """
 wrk.method = "POST"
 wrk.body = '{body}'
 wrk.headers["Content-Type"] = "application/json"
+{headers}
 done = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format("BENCH %d %d %d %d %.1f %.1f\\n", summary.requests, summary.duration, e.status,
@@ -292,9 +354,17 @@ def run_wrk(script: Path, url: str, concurrency: int, seconds: float) -> LoadRes
     return LoadResult(int(requests), int(micros) / 1e6, int(status_errors) + int(socket_errors), float(p50) / 1e3, float(p99) / 1e3)
 
 
-async def run_client(url: str, concurrency: int, seconds: float) -> LoadResult:
+def wrk_script(workdir: Path, side: Side) -> Path:
+    script = workdir / f"post-{side.name}.lua"
+    headers = "\n".join(f'wrk.headers["{name}"] = "{value}"' for name, value in side.headers.items())
+    script.write_text(WRK_LUA.format(body=non_streamed_body().decode(), headers=headers))
+    return script
+
+
+async def run_client(url: str, concurrency: int, seconds: float, headers: dict[str, str] | None = None) -> LoadResult:
     """The fallback load generator without wrk (one aiohttp session, keep-alive)."""
     body = non_streamed_body()
+    sent_headers = {"Content-Type": "application/json", **(headers or {})}
     latencies: list[float] = []
     errors = 0
     deadline = time.perf_counter() + seconds
@@ -304,7 +374,7 @@ async def run_client(url: str, concurrency: int, seconds: float) -> LoadResult:
         while time.perf_counter() < deadline:
             started = time.perf_counter()
             try:
-                async with session.post(url, data=body, headers={"Content-Type": "application/json"}) as response:
+                async with session.post(url, data=body, headers=sent_headers) as response:
                     await response.read()
                     ok = response.status == 200
             except aiohttp.ClientError:
@@ -333,12 +403,12 @@ def stream_body(model: str) -> bytes:
     return json.dumps({"model": model, "messages": PROMPT, "stream": True}).encode()
 
 
-async def one_stream(session: aiohttp.ClientSession, url: str, body: bytes, stats: StreamStats) -> None:
+async def one_stream(session: aiohttp.ClientSession, url: str, body: bytes, stats: StreamStats, headers: dict[str, str] | None = None) -> None:
     sent = time.perf_counter()
     last = None
     tail = b""
     try:
-        async with session.post(url, data=body, headers={"Content-Type": "application/json"}) as response:
+        async with session.post(url, data=body, headers={"Content-Type": "application/json", **(headers or {})}) as response:
             ok = response.status == 200
             async for chunk in response.content.iter_any():
                 now = time.perf_counter()
@@ -357,21 +427,21 @@ async def one_stream(session: aiohttp.ClientSession, url: str, body: bytes, stat
         stats.errors += 1
 
 
-async def stream_load(url: str, model: str, concurrency: int, seconds: float) -> StreamStats:
+async def stream_load(url: str, model: str, concurrency: int, seconds: float, headers: dict[str, str] | None = None) -> StreamStats:
     stats = StreamStats()
     body = stream_body(model)
     deadline = time.perf_counter() + seconds
 
     async def worker(session: aiohttp.ClientSession) -> None:
         while time.perf_counter() < deadline:
-            await one_stream(session, url, body, stats)
+            await one_stream(session, url, body, stats, headers)
 
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
         await asyncio.gather(*(worker(session) for _ in range(concurrency)))
     return stats
 
 
-async def hold_streams(urls: list[str], count: int, watch_pid: int | None) -> dict[str, Any]:
+async def hold_streams(urls: list[str], count: int, watch_pid: int | None, headers: dict[str, str] | None = None) -> dict[str, Any]:
     """`count` streams opened at once and read to the end; the router's RSS sampled meanwhile."""
     stats = StreamStats()
     body = stream_body(HOLD_MODEL)
@@ -391,7 +461,7 @@ async def hold_streams(urls: list[str], count: int, watch_pid: int | None) -> di
     started = time.perf_counter()
     connector = aiohttp.TCPConnector(limit=0, force_close=True)
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=120)) as session:
-        await asyncio.gather(*(one_stream(session, urls[i % len(urls)] + "/v1/chat/completions", body, stats) for i in range(count)))
+        await asyncio.gather(*(one_stream(session, urls[i % len(urls)] + "/v1/chat/completions", body, stats, headers) for i in range(count)))
     elapsed = time.perf_counter() - started
     stop.set()
     await sampler
@@ -466,26 +536,27 @@ def profile_router(pid: int, url: str, script: Path, out: Path, seconds: float =
 class Bench:
     args: argparse.Namespace
     sides: list[Side]
-    router_pid: int
-    script: Path | None
+    scripts: dict[str, Path] | None  # wrk's Lua script per side; None: the aiohttp client
     results: dict[str, Any] = field(default_factory=dict)
 
     def side_names(self) -> list[str]:
         return [s.name for s in self.sides]
 
+    async def load(self, side: Side, concurrency: int, seconds: float) -> LoadResult:
+        url = side.fast + "/v1/chat/completions"
+        if self.scripts is not None:
+            return await asyncio.to_thread(run_wrk, self.scripts[side.name], url, concurrency, seconds)
+        return await run_client(url, concurrency, seconds, side.headers)
+
     async def non_streamed(self, concurrency: int) -> dict[str, Any]:
         per_side: dict[str, list[LoadResult]] = {s.name: [] for s in self.sides}
-        router_cpu = 0.0
+        cpu: dict[str, float] = {s.name: 0.0 for s in self.sides if s.pid is not None}
         for _ in range(self.args.rounds):
             for side in self.sides:
-                url = side.fast + "/v1/chat/completions"
-                cpu_before = cpu_seconds(self.router_pid)
-                if self.script is not None:
-                    result = await asyncio.to_thread(run_wrk, self.script, url, concurrency, self.args.seconds)
-                else:
-                    result = await run_client(url, concurrency, self.args.seconds)
-                if side.name == "router":
-                    router_cpu += cpu_seconds(self.router_pid) - cpu_before
+                cpu_before = cpu_seconds(side.pid) if side.pid is not None else 0.0
+                result = await self.load(side, concurrency, self.args.seconds)
+                if side.pid is not None:
+                    cpu[side.name] += cpu_seconds(side.pid) - cpu_before
                 per_side[side.name].append(result)
         out: dict[str, Any] = {}
         for name, runs in per_side.items():
@@ -497,14 +568,15 @@ class Bench:
                 "p50_ms": round(statistics.median(r.p50_ms for r in runs), 3),
                 "p99_ms": round(statistics.median(r.p99_ms for r in runs), 3),
             }
-        out["router"]["cpu_us_per_request"] = round(router_cpu / max(1, out["router"]["requests"]) * 1e6, 1)
+        for name, seconds in cpu.items():
+            out[name]["cpu_us_per_request"] = round(seconds / max(1, out[name]["requests"]) * 1e6, 1)
         return out
 
     async def streamed(self, concurrency: int) -> dict[str, Any]:
         per_side: dict[str, StreamStats] = {s.name: StreamStats() for s in self.sides}
         for _ in range(self.args.rounds):
             for side in self.sides:
-                stats = await stream_load(side.stream + "/v1/chat/completions", STREAM_MODEL, concurrency, self.args.seconds)
+                stats = await stream_load(side.stream + "/v1/chat/completions", STREAM_MODEL, concurrency, self.args.seconds, side.headers)
                 merged = per_side[side.name]
                 merged.ttft += stats.ttft
                 merged.gaps += stats.gaps
@@ -524,11 +596,8 @@ class Bench:
 
     async def warm_up(self) -> None:
         for side in self.sides:
-            await stream_load(side.stream + "/v1/chat/completions", STREAM_MODEL, 2, 0.3)
-            if self.script is not None:
-                await asyncio.to_thread(run_wrk, self.script, side.fast + "/v1/chat/completions", 16, 1)
-            else:
-                await run_client(side.fast + "/v1/chat/completions", 16, 1)
+            await stream_load(side.stream + "/v1/chat/completions", STREAM_MODEL, 2, 0.3, side.headers)
+            await self.load(side, 16, 1)
 
     async def run(self) -> dict[str, Any]:
         await self.warm_up()
@@ -540,20 +609,18 @@ class Bench:
             results["streaming"][f"c{concurrency}"] = await self.streamed(concurrency)
             print(f"  streaming c{concurrency}: {json.dumps(results['streaming'][f'c{concurrency}'])}", file=sys.stderr)
         for side in self.sides:
-            pid = self.router_pid if side.name == "router" else None
-            results["hold"][side.name] = await hold_streams(side.hold, self.args.streams, pid)
+            results["hold"][side.name] = await hold_streams(side.hold, self.args.streams, side.pid, side.headers)
             print(f"  held streams, {side.name}: {json.dumps(results['hold'][side.name])}", file=sys.stderr)
         return results
 
 
 def derive(results: dict[str, Any]) -> dict[str, Any]:
-    """Ratios router/direct (and nginx/direct), added milliseconds, and the floors."""
+    """Ratios against direct (router, router-redis, nginx), added milliseconds, and the floors."""
     derived: dict[str, Any] = {}
     for level, sides in results["non_streamed"].items():
         direct = sides["direct"]
-        for name in ("router", "nginx"):
-            if name in sides:
-                mine = sides[name]
+        for name, mine in sides.items():
+            if name != "direct":
                 derived[f"{name}_{level}"] = {
                     "rps_ratio": round(mine["rps"] / direct["rps"], 3) if direct["rps"] else None,
                     "added_p50_ms": round(mine["p50_ms"] - direct["p50_ms"], 3),
@@ -561,9 +628,8 @@ def derive(results: dict[str, Any]) -> dict[str, Any]:
                 }
     for level, sides in results["streaming"].items():
         direct = sides["direct"]
-        for name in ("router", "nginx"):
-            if name in sides:
-                mine = sides[name]
+        for name, mine in sides.items():
+            if name != "direct":
                 derived[f"{name}_stream_{level}"] = {
                     key.replace("_ms", "_added_ms"): round(mine[key] - direct[key], 3)
                     for key in ("ttft_p50_ms", "ttft_p99_ms", "gap_p50_ms", "gap_p99_ms")
@@ -583,8 +649,15 @@ def derive(results: dict[str, Any]) -> dict[str, Any]:
         "hold_errors": hold["errors"],
         "hold_rss_mb": hold.get("peak_rss_mb"),
     }
+    floors_in_force = dict(FLOORS)
+    if "router-redis" in results["hold"]:
+        derived["redis_vs_local"] = redis_vs_local(results)
+        c1 = derived["redis_vs_local"].get("c1", {})
+        values["redis_added_p50_ms_c1"] = c1.get("added_p50_ms")
+        values["redis_cpu_us_per_request_c16"] = ns.get("c16", {}).get("router-redis", {}).get("cpu_us_per_request")
+        floors_in_force.update(REDIS_FLOORS)
     floors = {}
-    for key, (label, op, limit, unit) in FLOORS.items():
+    for key, (label, op, limit, unit) in floors_in_force.items():
         value = values[key]
         met = None if value is None else (value <= limit if op == "<=" else value >= limit)
         floors[key] = {"label": label, "value": value, "floor": f"{op} {limit:g} {unit}".strip(), "met": met}
@@ -592,18 +665,33 @@ def derive(results: dict[str, Any]) -> dict[str, Any]:
     return derived
 
 
+def redis_vs_local(results: dict[str, Any]) -> dict[str, Any]:
+    """What Redis-held limits add per request: router-redis against router, at each level."""
+    out: dict[str, Any] = {}
+    for level, sides in results["non_streamed"].items():
+        local, shared = sides["router"], sides["router-redis"]
+        out[level] = {
+            "added_p50_ms": round(shared["p50_ms"] - local["p50_ms"], 3),
+            "added_p99_ms": round(shared["p99_ms"] - local["p99_ms"], 3),
+            "rps_ratio": round(shared["rps"] / local["rps"], 3) if local["rps"] else None,
+            "cpu_us_added": round(shared["cpu_us_per_request"] - local["cpu_us_per_request"], 1),
+            "cpu_ratio": round(shared["cpu_us_per_request"] / local["cpu_us_per_request"], 3) if local["cpu_us_per_request"] else None,
+        }
+    return out
+
+
 def markdown(results: dict[str, Any], derived: dict[str, Any], meta: dict[str, Any]) -> str:
     sides = meta["sides"]
     rows = [f"Router overhead benchmark ({meta['mode']} run, {meta['cpus']} CPUs, load: {meta['load_generator']}, "
             f"{meta['rounds']} rounds of {meta['seconds']:g} s per side, alternating {' / '.join(sides)})", ""]
-    header = "| measure | " + " | ".join(sides) + " | router vs direct |" + (" nginx vs direct |" if "nginx" in sides else "")
-    rule = "|" + "---|" * (2 + len(sides) + ("nginx" in sides))
+    others = [s for s in sides if s != "direct"]
+    header = "| measure | " + " | ".join(sides) + " |" + "".join(f" {o} vs direct |" for o in others)
+    rule = "|" + "---|" * (1 + len(sides) + len(others))
     rows += [header, rule]
 
     def ratio(a: float | None, b: float | None) -> str:
         return f"{a / b:.2f}x" if a is not None and b else "-"
 
-    others = ["router"] + (["nginx"] if "nginx" in sides else [])
     blank = " |" * len(others)
 
     def add_row(label: str, values: dict[str, Any], key: str, fmt: str, compare: str = "ratio") -> None:
@@ -616,8 +704,10 @@ def markdown(results: dict[str, Any], derived: dict[str, Any], meta: dict[str, A
             extra = blank
         rows.append(f"| {label} | " + " | ".join(cells) + " |" + (" " + extra if compare != "none" else extra))
 
-    def router_row(label: str, text: str) -> None:
-        rows.append(f"| {label} | " + " | ".join(text if s == "router" else "-" for s in sides) + " |" + blank)
+    def router_row(label: str, texts: dict[str, str]) -> None:
+        rows.append(f"| {label} | " + " | ".join(texts.get(s, "-") for s in sides) + " |" + blank)
+
+    routers = [s for s in sides if s in ROUTERS]
 
     for level, values in results["non_streamed"].items():
         add_row(f"non-streamed {level} req/s", values, "rps", ".0f")
@@ -631,10 +721,16 @@ def markdown(results: dict[str, Any], derived: dict[str, Any], meta: dict[str, A
     add_row(f"{meta['streams']} held streams: errors", hold, "errors", "d", compare="none")
     add_row(f"{meta['streams']} held streams: open at once", hold, "concurrent", "d", compare="none")
     for level, values in results["non_streamed"].items():
-        router_row(f"router CPU per request, non-streamed {level} (µs)", f"{values['router']['cpu_us_per_request']:.0f}")
-    router_hold = hold["router"]
-    router_row(f"router peak RSS, {meta['streams']} held streams (MB)", f"{router_hold['peak_rss_mb']:.1f}")
-    router_row(f"router CPU, {meta['streams']} held streams (s)", f"{router_hold['cpu_s']:.2f}")
+        router_row(f"router CPU per request, non-streamed {level} (µs)", {r: f"{values[r]['cpu_us_per_request']:.0f}" for r in routers})
+    router_row(f"router peak RSS, {meta['streams']} held streams (MB)", {r: f"{hold[r]['peak_rss_mb']:.1f}" for r in routers})
+    router_row(f"router CPU, {meta['streams']} held streams (s)", {r: f"{hold[r]['cpu_s']:.2f}" for r in routers})
+    if "redis_vs_local" in derived:
+        rows += ["", "Redis-held limits against local limits (router-redis vs router, same run):", "",
+                 "| level | added p50 ms | added p99 ms | req/s ratio | CPU per request added (µs) | CPU ratio |",
+                 "|---|---|---|---|---|---|"]
+        for level, d in derived["redis_vs_local"].items():
+            rows.append(f"| {level} | {d['added_p50_ms']:+.3f} | {d['added_p99_ms']:+.3f} | {d['rps_ratio']:.2f}x | "
+                        f"{d['cpu_us_added']:+.0f} | {d['cpu_ratio']:.2f}x |")
     rows += ["", "| floor | value | limit | met |", "|---|---|---|---|"]
     for floor in derived["floors"].values():
         met = {True: "yes", False: "**no**", None: "-"}[floor["met"]]
@@ -657,14 +753,16 @@ async def amain(args: argparse.Namespace) -> int:
             await wait_http(url + "/")
         catalog = workdir / "bench-catalog.yaml"
         catalog.write_text(catalog_yaml(fast, stream, holds))
-        router_port = free_port()
-        router_argv = [str(Path(PYTHON).parent / "ollama-router"), "serve", str(catalog), "--port", str(router_port)]
-        if args.workers > 1:
-            router_argv += ["--workers", str(args.workers)]
-        router = stack.spawn("router", router_argv)
-        router_url = f"http://127.0.0.1:{router_port}"
-        await wait_http(router_url + "/readyz")
-        sides = [Side("direct", fast, stream, holds), Side("router", router_url, router_url, [router_url])]
+        extra: list[str] = []
+        headers: dict[str, str] = {}
+        if args.keys:
+            extra, headers = bench_key(workdir)
+        sides = [Side("direct", fast, stream, holds), await start_router(stack, "router", catalog, args.workers, extra, headers)]
+        if args.redis:
+            redis_url = await stack.redis()
+            sides.append(await start_router(stack, "router-redis", catalog, args.workers, [*extra, "--redis", redis_url], headers))
+        router = sides[1]
+        assert router.pid is not None
         if use_nginx:
             routes = {"fast": (free_port(), [fast]), "stream": (free_port(), [stream]), "hold": (free_port(), holds)}
             conf = workdir / "nginx.conf"
@@ -674,18 +772,15 @@ async def amain(args: argparse.Namespace) -> int:
             for url in nginx.values():
                 await wait_http(url + "/")
             sides.append(Side("nginx", nginx["fast"], nginx["stream"], [nginx["hold"]]))
-        script = None
-        if use_wrk:
-            script = workdir / "post.lua"
-            script.write_text(WRK_LUA.format(body=non_streamed_body().decode()))
-        bench = Bench(args, sides, router.pid, script)
+        scripts = {side.name: wrk_script(workdir, side) for side in sides} if use_wrk else None
+        bench = Bench(args, sides, scripts)
         print(f"bench: processes in {workdir}; sides {', '.join(bench.side_names())}", file=sys.stderr)
         cpu_start = cpu_seconds(router.pid)
         results = await bench.run()
         results["router_cpu_total_s"] = round(cpu_seconds(router.pid) - cpu_start, 2)
-        if args.profile and script is not None:
+        if args.profile and scripts is not None:
             Path(args.out).mkdir(parents=True, exist_ok=True)
-            profile = profile_router(router.pid, router_url + "/v1/chat/completions", script, Path(args.out))
+            profile = profile_router(router.pid, router.fast + "/v1/chat/completions", scripts["router"], Path(args.out))
             if profile is not None:
                 print(f"bench: router profile in {profile}", file=sys.stderr)
     finally:
@@ -698,6 +793,7 @@ async def amain(args: argparse.Namespace) -> int:
         "seconds": args.seconds,
         "streams": args.streams,
         "router_workers": args.workers,
+        "api_key": args.keys,
         "sides": bench.side_names(),
         "stream_tokens_per_second": 50,
         "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -731,6 +827,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--hold-tps", type=float, default=5.0, help="tokens/s of the held streams (default 5)")
     parser.add_argument("--hold-tokens", type=int, default=None, help="tokens per held stream (default 15; quick 5)")
     parser.add_argument("--workers", type=int, default=1, help="router worker processes (serve --workers)")
+    parser.add_argument("--redis", action="store_true", help="one more side: a router with its limits in Redis (serve --redis; needs redis-server)")
+    parser.add_argument("--keys", action="store_true", help="the routers require an API key with a rate limit and max_concurrent (never reached)")
     parser.add_argument("--no-nginx", action="store_true", help="leave nginx out even when installed")
     parser.add_argument("--no-wrk", action="store_true", help="the aiohttp client even when wrk is installed")
     parser.add_argument("--profile", action="store_true", help="after the measures, py-spy the router under c16 load (bench-results/router-c16-profile.txt)")

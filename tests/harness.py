@@ -123,13 +123,20 @@ class Backend:
     async def close(self) -> None:
         if self.running is not None:
             await self.running.close()
-        if self.process is not None and self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                os.kill(self.process.pid, signal.SIGKILL)
-                self.process.wait(5)
+        if self.process is not None:
+            stop_process(self.process, 5)
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float) -> None:
+    """SIGTERM by PID; SIGKILL when it has not exited within `timeout`."""
+    if process.poll() is not None:
+        return
+    os.kill(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(5)
 
 
 def _spawn(args: list[str]) -> subprocess.Popen[bytes]:

@@ -161,6 +161,9 @@ class RouterSpec(_Strict):
     redis_url: RedisUrl | None = None
     events_heartbeat: Annotated[Seconds, Field(gt=0, le=15)] | None = None  # /router/events: a comment at least this often
     snapshot_interval: Annotated[Seconds, Field(gt=0, le=1)] | None = None  # /router/events: the fleet's snapshot this often
+    redis_prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")] | None = None
+    redis_failure: Literal["open", "closed"] | None = None
+    redis_lease: Seconds | None = None
 
 
 class CatalogSpec(_Strict):

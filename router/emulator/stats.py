@@ -8,6 +8,8 @@ What counts (since start):
   requests, errors and injected faults included. Listing, show, pull,
   version and /_emulator/* are not counted.
 - in_flight: model requests being handled right now (queued ones included).
+- max_in_flight: the most model requests in flight at one moment (what a
+  client-side cap such as the router's `num_parallel` let through at once).
 - cancelled: model requests ended by their client disconnecting (while
   queued, loading, hanging or generating).
 - loads / unloads: model loads completed / runners unloaded (idle timer,
@@ -33,6 +35,7 @@ from dataclasses import dataclass, field
 class Stats:
     requests: int = 0
     in_flight: int = 0
+    max_in_flight: int = 0
     cancelled: int = 0
     loads: int = 0
     unloads: int = 0
@@ -58,6 +61,7 @@ class Stats:
         return {
             "requests": self.requests,
             "in_flight": self.in_flight,
+            "max_in_flight": self.max_in_flight,
             "cancelled": self.cancelled,
             "loads": self.loads,
             "unloads": self.unloads,

@@ -39,6 +39,8 @@ def counted(emulator: Emulator, handler: Handler, gate: Gate) -> Handler:
             return early
         stats.requests += 1
         stats.in_flight += 1
+        if stats.in_flight > stats.max_in_flight:
+            stats.max_in_flight = stats.in_flight
         try:
             return await handler(request)
         except asyncio.CancelledError:

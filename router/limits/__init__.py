@@ -2,10 +2,20 @@
 knowing where the counts live: each container's in-flight slots and queue,
 each API key's concurrent requests and its token bucket.
 
-`local.LocalLimits` keeps them in this process (the default). A shared
-implementation (several router processes) implements the same `Limits`.
+`local.LocalLimits` keeps them in this process (the default).
+`redis.RedisLimits` keeps them in Redis, shared by every router process that
+names the same Redis and prefix (replicas, `--workers`), and falls back to
+local limits (or refuses, when set to fail closed) while Redis is away.
 """
 
-from router.limits.base import ContainerGone, ContainerSlots, Limits, QueueFull, QueueTimeout
+from router.limits.base import (
+    ContainerGone,
+    ContainerSlots,
+    Limits,
+    LimitsHealth,
+    LimitsUnavailable,
+    QueueFull,
+    QueueTimeout,
+)
 
-__all__ = ["ContainerGone", "ContainerSlots", "Limits", "QueueFull", "QueueTimeout"]
+__all__ = ["ContainerGone", "ContainerSlots", "Limits", "LimitsHealth", "LimitsUnavailable", "QueueFull", "QueueTimeout"]

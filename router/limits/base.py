@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
 
 
@@ -15,6 +16,33 @@ class QueueTimeout(Exception):
 
 class ContainerGone(Exception):
     """The container went down, or left the catalog, while a request waited in its queue."""
+
+
+class LimitsUnavailable(Exception):
+    """The shared store is unreachable and the router is set to fail closed (503)."""
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsHealth:
+    """Where the limits are held now (for /router/status, /readyz and metrics)."""
+
+    store: str  # "local" (this process) or "redis"
+    shared: bool = False  # the shared store is answering: its counts are in force
+    target: str | None = None  # the store's address, never its password
+    failure_mode: str | None = None  # "open": local limits while the store is lost; "closed": 503
+    since: float | None = None  # epoch seconds: when the current connection state began
+    losses: int = 0  # times the connection to the store was lost
+    last_error: str | None = None
+
+    @property
+    def fallback(self) -> bool:
+        """Local limits are in force in place of the unreachable store."""
+        return self.store != "local" and not self.shared and self.failure_mode == "open"
+
+    @property
+    def unavailable(self) -> bool:
+        """Requests are refused (fail closed) until the store answers again."""
+        return self.store != "local" and not self.shared and self.failure_mode == "closed"
 
 
 class ContainerSlots(Protocol):
@@ -51,6 +79,14 @@ class ContainerSlots(Protocol):
 
 
 class Limits(Protocol):
+    async def start(self) -> None:
+        """Connect (a shared store); the router serves either way."""
+
+    async def close(self) -> None:
+        """Give back what this process holds."""
+
+    def health(self) -> LimitsHealth: ...
+
     def container_slots(self, name: str, limit: int, max_queue: int) -> ContainerSlots: ...
 
     async def acquire_key(self, key: str, max_concurrent: int | None) -> bool:

@@ -12,9 +12,13 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol, TypeVar
 
-from router.limits.base import QueueFull, QueueTimeout
+from router.limits.base import LimitsHealth, QueueFull, QueueTimeout
+
+LOCAL_HEALTH = LimitsHealth(store="local")
 
 
 @dataclass(slots=True)
@@ -41,6 +45,24 @@ class TokenBucket:
             self.tokens -= 1.0
             return 0.0
         return (1.0 - self.tokens) / self.rate
+
+
+class Queued(Protocol):
+    @property
+    def seq(self) -> int: ...
+
+    @property
+    def caller(self) -> str: ...
+
+
+W = TypeVar("W", bound=Queued)
+
+
+def fairest(waiters: Sequence[W], held_by: Mapping[str, int]) -> W:
+    """The waiter whose key holds the fewest slots now; the longest waiting among equals."""
+    if len(waiters) == 1:
+        return waiters[0]
+    return min(waiters, key=lambda w: (held_by.get(w.caller, 0), w.seq))
 
 
 @dataclass(slots=True, eq=False)
@@ -112,8 +134,7 @@ class LocalContainerSlots:
     def _fairest(self) -> _Waiter | None:
         waiters = self._waiters
         while waiters:
-            outstanding = self._outstanding
-            best = min(waiters, key=lambda w: (outstanding.get(w.caller, 0), w.seq)) if len(waiters) > 1 else waiters[0]
+            best = fairest(waiters, self._outstanding)
             waiters.remove(best)
             if not best.future.done():
                 return best
@@ -143,6 +164,15 @@ class LocalLimits:
         self._seq = itertools.count()
         self._in_flight_by_key: dict[str, int] = {}
         self._buckets: dict[str, TokenBucket] = {}
+
+    async def start(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+    def health(self) -> LimitsHealth:
+        return LOCAL_HEALTH
 
     def container_slots(self, name: str, limit: int, max_queue: int) -> LocalContainerSlots:
         return LocalContainerSlots(name, limit, max_queue, self._in_flight_by_key, self._seq)

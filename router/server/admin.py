@@ -25,13 +25,17 @@ async def healthz(request: web.Request) -> web.Response:
 async def readyz(request: web.Request) -> web.Response:
     """Ready once the start-up preload finished and every model can be served
     without a cold load: by one of its own containers, or else a fallback's."""
-    fleet = services(request).fleet
-    if fleet.is_ready():
+    svc = services(request)
+    fleet = svc.fleet
+    limits = svc.limits.health()
+    if fleet.is_ready() and not limits.unavailable:
         return _json({"ready": True})
     unserved = [m.tag for m in fleet.catalog.models.values() if not fleet.servable(m)]
     reasons = []
     if not fleet.ready:
         reasons.append("preloading models")
+    if limits.unavailable:
+        reasons.append(f"the shared limits store ({limits.target}) is unreachable and the router fails closed")
     if unserved:
         reasons.append("no container holds these loaded (nor one of their fallbacks): " + ", ".join(unserved))
     return _json({"ready": False, "reasons": reasons, "models_without_container": unserved}, status=503)

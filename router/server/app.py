@@ -28,9 +28,9 @@ from router.access.origin import OriginPolicy
 from router.access.redact import redact_server_logs
 from router.catalog import Catalog
 from router.http.apis import api_for
-from router.http.errors import BodyTooLarge, MethodNotAllowed, NotFoundRoute, RouterError
+from router.http.errors import BodyTooLarge, MethodNotAllowed, NotFoundRoute, RouterError, Unavailable
 from router.http.record import Record
-from router.limits import Limits
+from router.limits import Limits, LimitsUnavailable
 from router.logs import AccessLog
 from router.server import admin, anthropic_api, console, event_stream, ollama_api, openai_api, transcriptions
 from router.server.context import RECORD, RUNTIME, SERVICES, record_of
@@ -101,6 +101,9 @@ def make_edge(services: Services) -> Middleware:
         except RouterError as exc:
             record.error = exc.message
             response = api.render(exc, record.request_id)
+        except LimitsUnavailable as exc:  # limits held in Redis, Redis lost, set to fail closed
+            record.error = str(exc)
+            response = api.render(Unavailable(str(exc), retry_after=1), record.request_id)
         except web.HTTPException as exc:
             error = _as_router_error(exc)
             response = api.render(error, record.request_id)
@@ -172,6 +175,7 @@ def lifecycle(services: Services, reloader: Reloader | None, before_preload: Seq
         settings = services.runtime.settings
         keys = services.keys
         announce(settings.host, keys.path if keys else None, len(keys.store.keys) if keys else 0)
+        await services.limits.start()
         await services.health.probe_all()
         services.health.start()
 
@@ -202,6 +206,7 @@ def lifecycle(services: Services, reloader: Reloader | None, before_preload: Seq
         await services.keepwarm.stop()
         for state in list(services.fleet.all_states()):
             await state.client.close()
+        await services.limits.close()
 
     return run
 

@@ -22,12 +22,15 @@ from router.server.app import create_app, reload_everything
 from router.server.context import SERVICES
 from router.server.reload import RELOADER, CatalogSource
 from router.server.runner import run_loop, start_app, wait_for_signal
-from router.server.workers import reserve_port, share_capacity, supervise
+from router.server.workers import capacity_shares, reserve_port, share_capacity, supervise
 from router.settings import RouterSettings
 
 log = structlog.get_logger("router.serve")
 
-FLAG_NAMES = ("host", "port", "log_format", "log_level", "keep_warm", "pull_missing", "api_keys_file", "max_body_bytes", "log_bodies", "workers", "watch")
+FLAG_NAMES = (
+    "host", "port", "log_format", "log_level", "keep_warm", "pull_missing", "api_keys_file", "max_body_bytes", "log_bodies", "workers", "watch",
+    "redis_url",
+)
 
 
 def register(subparsers: Any) -> None:
@@ -49,6 +52,11 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--api-keys", dest="api_keys_file", default=None, metavar="FILE", help="require API keys from this YAML file (ROUTER_API_KEYS_FILE; see `ollama-router keys add`); re-read when it changes")
     parser.add_argument("--max-body-bytes", type=int, default=None, help="largest request body accepted, else 413 (default 32 MiB)")
     parser.add_argument("--workers", type=int, default=None, metavar="N", help="N router processes sharing the port with SO_REUSEPORT, each with its own health probes and keep-warm (default 1; ROUTER_WORKERS)")
+    parser.add_argument(
+        "--redis", dest="redis_url", default=None, metavar="URL",
+        help="hold rate limits, key concurrency and container slots in this Redis (redis://host:6379/0), shared by every "
+        "router process using it: replicas and workers (ROUTER_REDIS_URL; see ROUTER_REDIS_FAILURE, ROUTER_REDIS_PREFIX)",
+    )
     parser.add_argument("--watch", action="store_const", const=True, default=None, help="reload the catalog when the file changes on disk (ROUTER_WATCH)")
     parser.add_argument("--log-bodies", action="store_const", const=True, default=None, help="log request bodies (prompt text); off by default")
     parser.set_defaults(func=run)
@@ -86,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     async def main(
         catalog: Catalog, source_text: str, access_log: AccessLog, *, reuse_port: bool = False, supervised: bool = False
     ) -> int:
-        source = CatalogSource(args.catalog, flags, workers=settings.workers, supervised=supervised)
+        source = CatalogSource(args.catalog, flags, workers=capacity_shares(settings), supervised=supervised)
         try:
             # In a Compose stack nobody runs `up`: pull what the containers lack first.
             hooks = [pull_before_preload] if settings.pull_missing else []
@@ -129,13 +137,14 @@ def run(args: argparse.Namespace) -> int:
         port = reservation.getsockname()[1]
         settings = settings.model_copy(update={"port": port})
         flags["port"] = port
-        catalog = share_capacity(catalog, settings.workers)
+        shares = capacity_shares(settings)
+        catalog = share_capacity(catalog, shares)
 
         def serve_worker(index: int) -> int:
             reservation.close()
             worker_log = configure_logging(settings.log_format, settings.log_level, worker=index)
             # a worker started again after a crash serves the catalog as the file is now
-            text, current = _catalog_now(args.catalog, source_text, catalog, settings.workers)
+            text, current = _catalog_now(args.catalog, source_text, catalog, shares)
             return run_loop(main(current, text, worker_log, reuse_port=True, supervised=True))
 
         with reservation:

@@ -27,6 +27,7 @@ from router.events import EventHub
 from router.fleet.fleet import Fleet
 from router.fleet.state import Phase
 from router.http.record import Record
+from router.limits import Limits
 from router.server.series import CounterSeries, HistogramSeries
 from router.server.window import Window
 
@@ -132,10 +133,28 @@ class FleetCollector(Collector):
         yield ejections
 
 
+class LimitsCollector(Collector):
+    """With Redis-held limits: the connection, the fallback, the losses (read when scraped)."""
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+
+    def collect(self) -> Iterator[Metric]:
+        health = self.limits.health()
+        if health.store == "local":
+            return
+        yield GaugeMetricFamily(PREFIX + "limits_store_up", "1 while the shared limits store (Redis) answers", value=float(health.shared))
+        yield GaugeMetricFamily(
+            PREFIX + "limits_fallback", "1 while this process applies its own limits in place of the lost store (fail open)",
+            value=float(health.fallback),
+        )
+        yield CounterMetricFamily(PREFIX + "limits_store_losses", "times the connection to the limits store was lost", value=float(health.losses))
+
+
 class RouterMetrics(Collector):
     """One registry per app (tests run several routers in one process)."""
 
-    def __init__(self, fleet: Fleet, *, events: EventHub, window: Window, cold_load_threshold: float) -> None:
+    def __init__(self, fleet: Fleet, *, events: EventHub, window: Window, cold_load_threshold: float, limits: Limits | None = None) -> None:
         self.fleet = fleet
         self.events = events
         self.window = window
@@ -160,6 +179,8 @@ class RouterMetrics(Collector):
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
         self.registry.register(FleetCollector(fleet))
+        if limits is not None:
+            self.registry.register(LimitsCollector(limits))
 
     def collect(self) -> Iterator[Metric]:
         for series in self.series:

@@ -43,7 +43,7 @@ class CatalogSource:
 
     path: str
     flags: Mapping[str, Any] = field(default_factory=dict)
-    workers: int = 1
+    workers: int = 1  # the parts each container's num_parallel is divided into (workers without Redis)
     supervised: bool = False  # a `serve --workers` worker: the supervisor passes reloads to its siblings
 
 

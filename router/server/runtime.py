@@ -35,6 +35,7 @@ from router.fleet.state import ContainerState
 from router.http.body import BodyReader
 from router.limits import Limits
 from router.limits.local import LocalLimits
+from router.limits.redis import RedisLimits
 from router.logs import AccessLog, StructlogAccessLine
 from router.server.metrics import RouterMetrics
 from router.server.proxy import Proxy
@@ -140,6 +141,20 @@ def keepwarm_margin(settings: RouterSettings) -> float:
     return max(3 * settings.health_interval, 30.0)
 
 
+def limits_for(settings: RouterSettings, *, processes: int = 1) -> Limits:
+    """Redis-held limits when `redis_url` is set, else this process's own. `processes`:
+    the workers of one `serve` (each takes its share while Redis is lost)."""
+    if settings.redis_url is None:
+        return LocalLimits()
+    return RedisLimits(
+        settings.redis_url,
+        namespace=settings.redis_prefix,
+        lease=settings.redis_lease,
+        failure=settings.redis_failure,
+        share=processes,
+    )
+
+
 def build_services(
     catalog: Catalog,
     settings: RouterSettings,
@@ -152,7 +167,7 @@ def build_services(
 
     Raises KeysFileError when the configured keys file cannot be used."""
     events = EventHub()
-    limits = limits if limits is not None else LocalLimits()
+    limits = limits if limits is not None else limits_for(settings, processes=settings.workers)
     keys = KeyRing(settings.api_keys_file, catalog) if settings.api_keys_file else None
     fleet = Fleet(catalog, fleet_policy(settings), limits=limits, events=events)
     keepwarm = KeepWarm(
@@ -162,7 +177,7 @@ def build_services(
     health = HealthMonitor(fleet, interval=settings.health_interval, probe_timeout=settings.probe_timeout, on_probe=keepwarm.after_probe)
     balancer = Balancer(fleet)
     window = Window()
-    metrics = RouterMetrics(fleet, events=events, window=window, cold_load_threshold=settings.cold_load_threshold)
+    metrics = RouterMetrics(fleet, events=events, window=window, cold_load_threshold=settings.cold_load_threshold, limits=limits)
     proxy = Proxy(fleet, balancer, limits, events)
     holder = RuntimeHolder(build_runtime(catalog, settings, fleet, source_text=source_text))
     return Services(

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from router.fleet.state import ContainerState, Phase
+from router.limits import LimitsHealth
 from router.server.reload import Reloader
 from router.server.runtime import Runtime, Services
 
@@ -50,6 +51,22 @@ def container_status(state: ContainerState) -> dict[str, Any]:
     }
 
 
+def limits_status(health: LimitsHealth) -> dict[str, Any]:
+    """Where the limits are held and, with Redis, the connection's state."""
+    if health.store == "local":
+        return {"store": "local"}
+    return {
+        "store": health.store,
+        "target": health.target,
+        "connected": health.shared,
+        "in_force": "shared" if health.shared else ("local fallback" if health.fallback else "none (503)"),
+        "failure_mode": health.failure_mode,
+        "since": iso(health.since),
+        "losses": health.losses,
+        "last_error": health.last_error,
+    }
+
+
 def status_document(svc: Services, runtime: Runtime, reloader: Reloader | None) -> dict[str, Any]:
     fleet = svc.fleet
     models = []
@@ -83,6 +100,7 @@ def status_document(svc: Services, runtime: Runtime, reloader: Reloader | None) 
             "stream_failures": svc.proxy.stream_failures,
             "keepwarm_pings": svc.keepwarm.pings,
         },
+        "limits": limits_status(svc.limits.health()),
         "preload_errors": dict(fleet.preload_errors),
         "keys_reload_error": svc.keys.last_error if svc.keys is not None else None,
     }

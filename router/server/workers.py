@@ -19,7 +19,8 @@ probe traffic (four small GETs per container per `health_interval`) and up to
 N keep-alive pings for a model near its expiry, which Ollama answers without
 generating. A container's in-flight cap (`num_parallel`) is divided among the
 workers (rounded up), so together they do not oversubscribe it; its queue
-(`max_queue`) is per worker.
+(`max_queue`) is per worker. With `--redis` the workers hold the caps, queues
+and key limits in Redis instead, exactly as replicas do, and nothing is divided.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from multiprocessing.process import BaseProcess
 import structlog
 
 from router.catalog import Catalog
+from router.settings import RouterSettings
 
 log = structlog.get_logger("router.workers")
 
@@ -57,6 +59,12 @@ def reserve_port(host: str, port: int) -> socket.socket:
         sock.close()
         raise
     return sock
+
+
+def capacity_shares(settings: RouterSettings) -> int:
+    """Into how many parts each container's `num_parallel` is divided: one per worker, unless
+    the workers share Redis-held slots (then the cap is exact across them)."""
+    return 1 if settings.redis_url else settings.workers
 
 
 def share_capacity(catalog: Catalog, workers: int) -> Catalog:

@@ -103,3 +103,25 @@ def test_ejection_and_stream_idle_settings_refuse_what_is_not_a_duration(field: 
     text = f"version: 1\nrouter: {{{field}: soon}}\ncontainers: {{a: {{port: 1}}}}\nmodels: {{m: {{containers: [a]}}}}\n"
     with pytest.raises(CatalogError, match=field):
         parse_catalog(text, "c.yaml")
+
+
+@pytest.mark.parametrize("url", ["redis://127.0.0.1:6379/0", "rediss://user:secret@redis.internal:6380/2", "unix:///run/redis.sock"])
+def test_redis_urls_redis_py_opens_are_accepted(url: str) -> None:
+    assert RouterSettings.load({}, redis_url=url).redis_url == url
+
+
+@pytest.mark.parametrize("url", ["localhost:6379", "http://redis:6379", "redis://", "6379"])
+def test_a_redis_url_redis_py_cannot_open_is_refused_by_name(url: str) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="redis_url"):
+        RouterSettings.load({}, redis_url=url)
+
+
+def test_redis_settings_come_from_the_catalog_and_need_a_restart() -> None:
+    section = {"redis_url": "redis://r:6379/0", "redis_prefix": "team-a", "redis_failure": "closed", "redis_lease": "30s"}
+    settings = RouterSettings.load(section)
+    assert (settings.redis_url, settings.redis_prefix, settings.redis_failure, settings.redis_lease) == (
+        "redis://r:6379/0", "team-a", "closed", 30.0)
+    moved = RouterSettings.load({**section, "redis_url": "redis://elsewhere:6379/0", "redis_failure": "open"})
+    assert settings.restart_needed(moved) == ["redis_failure", "redis_url"]
