@@ -38,7 +38,7 @@ def catalog_text(
     parallel: dict[str, int] | None = None,
 ) -> str:
     """A catalog: containers by URL (`parallel` overrides num_parallel), models as tag -> (containers, aliases)."""
-    lines = ["version: 1", "defaults: {num_parallel: 8, keep_alive: 1h}", f"router: {{{router}}}", "containers:"]
+    lines = ["version: 1", "defaults: {num_parallel: 4, keep_alive: 1h}", f"router: {{{router}}}", "containers:"]
     for name, url in urls.items():
         extra = f", num_parallel: {parallel[name]}" if parallel and name in parallel else ""
         lines.append(f"  {name}: {{url: '{url}'{extra}}}")
@@ -204,31 +204,37 @@ GENERATE = "/api/generate"
 MESSAGES = [{"role": "user", "content": "Tell me a story"}]
 
 
-async def _one(session: aiohttp.ClientSession, url: str, kind: str, name: str, outcome: Outcome) -> None:
+async def send(
+    session: aiohttp.ClientSession, url: str, kind: str, name: str, outcome: Outcome | None = None, *, tokens: int = 16
+) -> Outcome:
+    """One request of `kind` (stream: a streamed /api/chat; openai: a non-streamed chat
+    completion; generate: a non-streamed /api/generate) for model `name`, read whole."""
+    outcome = outcome if outcome is not None else Outcome(name, kind, (0, 0), time.monotonic())
     if kind == "stream":
-        body: dict[str, Any] = {"model": name, "messages": MESSAGES, "options": {"num_predict": 16}}
+        body: dict[str, Any] = {"model": name, "messages": MESSAGES, "options": {"num_predict": tokens}}
         path = CHAT_STREAM
     elif kind == "openai":
-        body = {"model": name, "messages": MESSAGES, "max_tokens": 8}
+        body = {"model": name, "messages": MESSAGES, "max_tokens": tokens}
         path = CHAT_OPENAI
     else:
-        body = {"model": name, "prompt": "hi", "stream": False, "options": {"num_predict": 8}}
+        body = {"model": name, "prompt": "hi", "stream": False, "options": {"num_predict": tokens}}
         path = GENERATE
     async with session.post(url + path, data=orjson.dumps(body)) as response:
         outcome.status = response.status
         outcome.container = response.headers.get("X-Router-Container")
         outcome.served = response.headers.get("X-Router-Model")
         payload = await response.read()
+    outcome.ended = time.monotonic()
     if outcome.status != 200:
         outcome.error = payload[:300].decode(errors="replace")
-        return
-    if kind == "stream":
+    elif kind == "stream":
         last = orjson.loads(payload.splitlines()[-1])
         outcome.complete = last.get("done") is True and "error" not in last
     elif kind == "openai":
         outcome.complete = bool(orjson.loads(payload)["choices"][0]["message"]["content"])
     else:
         outcome.complete = orjson.loads(payload).get("done") is True
+    return outcome
 
 
 class Load:
@@ -244,7 +250,7 @@ class Load:
         kinds = ["stream"] * streams + list(itertools.islice(itertools.cycle(["openai", "generate"]), others))
         self._clients = kinds
         self._tasks: list[asyncio.Task[None]] = []
-        # a connection per client, kept alive, as SDK clients do; fresh ones spread over the workers
+        # a new connection per request: under --workers the kernel spreads them over the processes
         self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, force_close=True))
 
     def start(self) -> None:
@@ -258,10 +264,10 @@ class Load:
             outcome = Outcome(name, kind, self.timeline.now(), time.monotonic())
             self.outcomes.append(outcome)
             try:
-                await _one(self._session, self.url, kind, name, outcome)
+                await send(self._session, self.url, kind, name, outcome)
             except (aiohttp.ClientError, OSError, ValueError, IndexError) as exc:
                 outcome.error = f"{type(exc).__name__}: {exc}"
-            outcome.ended = time.monotonic()
+                outcome.ended = time.monotonic()
 
     def in_flight(self, container: str) -> list[Outcome]:
         """Streams that have started and not ended, with the container that serves them known."""
@@ -272,3 +278,15 @@ class Load:
         await asyncio.gather(*self._tasks)
         await self._session.close()
         return self.outcomes
+
+
+async def reload_by_api(session: aiohttp.ClientSession, served: Served, headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
+    """POST /router/reload: its status and its JSON answer."""
+    async with session.post(served.url + "/router/reload", headers=headers) as response:
+        return response.status, orjson.loads(await response.read())
+
+
+async def router_status(session: aiohttp.ClientSession, served: Served, headers: dict[str, str] | None = None) -> dict[str, Any]:
+    async with session.get(served.url + "/router/status", headers=headers) as response:
+        assert response.status == 200, await response.text()
+        return orjson.loads(await response.read())  # type: ignore[no-any-return]

@@ -34,14 +34,15 @@ from tests.reload.support import (
 )
 
 SERVED_PER_CATALOG = 40  # requests that start and end under each catalog before the next reload
-SETTINGS = "health_interval: 1s"
+# queues deep enough for every client at once (the load, not the capacity, is under test)
+SETTINGS = "health_interval: 1s, max_queue: 64"
 # what each process logs as the reload's trigger (a worker's POST /router/reload
 # reloads that worker, then the supervisor passes a SIGHUP to every worker)
 TRIGGERS = {
     ("sighup", 1): {"sighup"}, ("api", 1): {"api"}, ("watch", 1): {"file changed"},
     ("sighup", 2): {"sighup"}, ("api", 2): {"api", "sighup"}, ("watch", 2): {"file changed"},
 }
-CHANGED_SETTINGS = "health_interval: 1s, ttft_timeout: 30s, max_queue: 64, header_timeout: 20s"
+CHANGED_SETTINGS = "health_interval: 1s, ttft_timeout: 30s, max_queue: 100, header_timeout: 20s"
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,7 @@ def steps(urls: dict[str, str]) -> list[Step]:
     alias_moved = catalog_text(on("a", "b", "c", "d"), {LLAMA: (["a", "b"], []), QWEN: (["c", "d"], ["chat"])}, router=SETTINGS)
     removed = catalog_text(on("a", "c", "d"), {LLAMA: (["a"], []), QWEN: (["c", "d"], ["chat"])}, router=SETTINGS)
     alias_back = catalog_text(on("a", "c", "d"), {LLAMA: (["a"], ["chat"]), QWEN: (["c", "d"], [])}, router=SETTINGS)
-    limit = {"c": 4}
+    limit = {"c": 2}
     resized = catalog_text(on("a", "c", "d"), {LLAMA: (["a"], ["chat"]), QWEN: (["c", "d"], [])}, router=SETTINGS, parallel=limit)
     settings = catalog_text(on("a", "c", "d"), {LLAMA: (["a"], ["chat"]), QWEN: (["c", "d"], [])}, router=CHANGED_SETTINGS, parallel=limit)
     moved = catalog_text(on("a", "e"), {LLAMA: (["a"], ["chat"]), QWEN: (["e"], [])}, router=CHANGED_SETTINGS)
@@ -79,8 +80,9 @@ def steps(urls: dict[str, str]) -> list[Step]:
         Step("a YAML syntax error", broken_yaml, good=False),
         Step("container c's limit changed (removed, then added)", resized, streams_on="c"),
         Step("run-time and restart-only settings changed", settings, restart_needed=("header_timeout",)),
-        Step("qwen moved from c and d to the new container e", moved, streams_on="d"),
-        Step("container b back", back),
+        # until a restart, every reload says the running header_timeout is not the file's
+        Step("qwen moved from c and d to the new container e", moved, streams_on="d", restart_needed=("header_timeout",)),
+        Step("container b back", back, restart_needed=("header_timeout",)),
     ]
 
 
