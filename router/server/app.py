@@ -92,29 +92,33 @@ def make_edge(services: Services) -> Middleware:
         api = api_for(request.path)
         record = Record(_request_id(request), api.name, request.method, request.path)
         request[RECORD] = record
-        request[RUNTIME] = holder.current  # the request keeps the runtime it started under
+        runtime = request[RUNTIME] = holder.current  # the request keeps the runtime it started under
+        runtime.pins.count += 1
         try:
-            response = await handler(request)
-        except RouterError as exc:
-            record.error = exc.message
-            response = api.render(exc, record.request_id)
-        except web.HTTPException as exc:
-            error = _as_router_error(exc)
-            response = api.render(error, record.request_id)
-        except asyncio.CancelledError:
-            record.client_left = True
-            _finish(record, CLIENT_LEFT, "", access_log, metrics.after_request)
-            raise
-        except Exception as exc:  # the one place that turns a bug into a 500, never a traceback to the client
-            log.exception("unhandled_error", request_id=record.request_id, path=request.path)
-            record.error = type(exc).__name__
-            response = api.render(RouterError("internal router error", status=500), record.request_id)
-        if not response.prepared:
-            response.headers["X-Request-Id"] = record.request_id
-        if record.bytes_out == 0 and isinstance(response, web.Response) and response.body is not None:
-            record.bytes_out = len(response.body)  # type: ignore[arg-type]
-        _finish(record, response.status, response.headers.get("Content-Type", ""), access_log, metrics.after_request)
-        return response
+            try:
+                response = await handler(request)
+            except RouterError as exc:
+                record.error = exc.message
+                response = api.render(exc, record.request_id)
+            except web.HTTPException as exc:
+                error = _as_router_error(exc)
+                response = api.render(error, record.request_id)
+            except asyncio.CancelledError:
+                record.client_left = True
+                _finish(record, CLIENT_LEFT, "", access_log, metrics.after_request)
+                raise
+            except Exception as exc:  # the one place that turns a bug into a 500, never a traceback to the client
+                log.exception("unhandled_error", request_id=record.request_id, path=request.path)
+                record.error = type(exc).__name__
+                response = api.render(RouterError("internal router error", status=500), record.request_id)
+            if not response.prepared:
+                response.headers["X-Request-Id"] = record.request_id
+            if record.bytes_out == 0 and isinstance(response, web.Response) and response.body is not None:
+                record.bytes_out = len(response.body)  # type: ignore[arg-type]
+            _finish(record, response.status, response.headers.get("Content-Type", ""), access_log, metrics.after_request)
+            return response
+        finally:
+            runtime.pins.count -= 1
 
     return edge
 
@@ -164,7 +168,7 @@ async def _janitor(services: Services) -> None:
     """Containers that left the catalog go once their last request ended."""
     while True:
         await asyncio.sleep(JANITOR_INTERVAL)
-        for state in services.fleet.drained():
+        for state in services.fleet.drained(keep=services.holder.pinned_states()):
             services.health.forget(state)
             await state.client.close()
 
