@@ -182,7 +182,11 @@ class Timeline:
 class Outcome:
     name: str  # the model name the client sent
     kind: str
-    versions: tuple[int, int]  # the catalog versions that may have been current at its start
+    # The catalog versions that may have been current when the router took it: the one
+    # current everywhere when the client sent it, up to the newest one that may have been
+    # current when the answer's headers came back (under load, a request sent before a
+    # reload may reach the router after it).
+    versions: tuple[int, int]
     started: float  # monotonic
     ended: float = 0.0
     status: int = 0
@@ -205,11 +209,20 @@ MESSAGES = [{"role": "user", "content": "Tell me a story"}]
 
 
 async def send(
-    session: aiohttp.ClientSession, url: str, kind: str, name: str, outcome: Outcome | None = None, *, tokens: int = 16
+    session: aiohttp.ClientSession,
+    url: str,
+    kind: str,
+    name: str,
+    outcome: Outcome | None = None,
+    *,
+    tokens: int = 16,
+    timeline: Timeline | None = None,
 ) -> Outcome:
     """One request of `kind` (stream: a streamed /api/chat; openai: a non-streamed chat
-    completion; generate: a non-streamed /api/generate) for model `name`, read whole."""
-    outcome = outcome if outcome is not None else Outcome(name, kind, (0, 0), time.monotonic())
+    completion; generate: a non-streamed /api/generate) for model `name`, read whole;
+    `timeline`: the catalog versions to note in the outcome."""
+    if outcome is None:
+        outcome = Outcome(name, kind, timeline.now() if timeline is not None else (0, 0), time.monotonic())
     if kind == "stream":
         body: dict[str, Any] = {"model": name, "messages": MESSAGES, "options": {"num_predict": tokens}}
         path = CHAT_STREAM
@@ -220,6 +233,8 @@ async def send(
         body = {"model": name, "prompt": "hi", "stream": False, "options": {"num_predict": tokens}}
         path = GENERATE
     async with session.post(url + path, data=orjson.dumps(body)) as response:
+        if timeline is not None:
+            outcome.versions = (outcome.versions[0], timeline.now()[1])
         outcome.status = response.status
         outcome.container = response.headers.get("X-Router-Container")
         outcome.served = response.headers.get("X-Router-Model")
@@ -264,7 +279,7 @@ class Load:
             outcome = Outcome(name, kind, self.timeline.now(), time.monotonic())
             self.outcomes.append(outcome)
             try:
-                await send(self._session, self.url, kind, name, outcome)
+                await send(self._session, self.url, kind, name, outcome, timeline=self.timeline)
             except (aiohttp.ClientError, OSError, ValueError, IndexError) as exc:
                 outcome.error = f"{type(exc).__name__}: {exc}"
                 outcome.ended = time.monotonic()

@@ -180,7 +180,7 @@ async def _reload(
     await until(lambda: all(o.ended for o in outlasting), "the streams in flight at the reload to end")
     assert all(o.complete and o.status == 200 for o in outlasting), outlasting
     version = timeline.confirmed
-    await until(lambda: sum(1 for o in load.outcomes if o.ended and o.versions == (version, version)) >= SERVED_PER_CATALOG,
+    await until(lambda: sum(1 for o in load.outcomes if o.complete and o.versions == (version, version)) >= SERVED_PER_CATALOG,
                 "requests served under this catalog")
 
 
