@@ -38,7 +38,7 @@ def catalog_text(
     parallel: dict[str, int] | None = None,
 ) -> str:
     """A catalog: containers by URL (`parallel` overrides num_parallel), models as tag -> (containers, aliases)."""
-    lines = ["version: 1", "defaults: {num_parallel: 4, keep_alive: 1h}", f"router: {{{router}}}", "containers:"]
+    lines = ["version: 1", "defaults: {num_parallel: 6, keep_alive: 1h}", f"router: {{{router}}}", "containers:"]
     for name, url in urls.items():
         extra = f", num_parallel: {parallel[name]}" if parallel and name in parallel else ""
         lines.append(f"  {name}: {{url: '{url}'{extra}}}")
@@ -279,7 +279,7 @@ class Load:
             outcome = Outcome(name, kind, self.timeline.now(), time.monotonic())
             self.outcomes.append(outcome)
             try:
-                await send(self._session, self.url, kind, name, outcome, timeline=self.timeline)
+                await send(self._session, self.url, kind, name, outcome, tokens=10, timeline=self.timeline)
             except (aiohttp.ClientError, OSError, ValueError, IndexError) as exc:
                 outcome.error = f"{type(exc).__name__}: {exc}"
                 outcome.ended = time.monotonic()

@@ -33,7 +33,7 @@ from tests.reload.support import (
     write_atomically,
 )
 
-SERVED_PER_CATALOG = 40  # requests that start and end under each catalog before the next reload
+SERVED_PER_CATALOG = 30  # requests that start and end under each catalog before the next reload
 # queues deep enough for every client at once (the load, not the capacity, is under test)
 SETTINGS = "health_interval: 1s, max_queue: 64"
 # what each process logs as the reload's trigger (a worker's POST /router/reload
