@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 import aiohttp
@@ -52,7 +51,12 @@ async def test_a_client_setting_a_shorter_keep_alive_does_not_unload_the_model()
         await fleet.wait_warm()
         reply = await post(fleet, "/api/generate", {"model": MODEL, "prompt": "hi", "stream": False, "keep_alive": "1s"})
         assert reply.status == 200
-        await asyncio.sleep(2.0)  # past the client's keep-alive
+        past = time.time() + 2.0
+
+        async def past_the_clients_keep_alive() -> bool:  # and re-pinged since the preload
+            return time.time() > past and (await fleet.status())["counters"]["keepwarm_pings"] >= 2
+
+        await wait_until(past_the_clients_keep_alive)
         backend = fleet.backends["a"]
         assert (await backend.stats())["unloads"] == 0
         expires = (await ps_models(fleet, "a"))[MODEL]["expires_at"]
