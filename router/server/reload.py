@@ -111,6 +111,7 @@ class Reloader:
         settings = settings.model_copy(update={name: getattr(current.settings, name) for name in restart_needed})
         digest = catalog_digest(text, catalog)
         if digest == current.info.sha256 and settings == current.settings:
+            self._install(keys)
             return ReloadOutcome("unchanged", trigger, sha256=current.info.sha256, restart_needed=restart_needed)
         policy = fleet_policy(settings)
         services.health.configure(interval=settings.health_interval, probe_timeout=settings.probe_timeout)
@@ -119,7 +120,13 @@ class Reloader:
         # New and changed containers are probed and preloaded while the current catalog
         # keeps serving: the swap below is the first moment a request can reach them.
         staged = services.fleet.stage(catalog, policy)
-        await self._warm(staged, catalog)
+        try:
+            await self._warm(staged, catalog)
+        except asyncio.CancelledError:  # the router stops mid-reload: what was staged goes with it
+            for state in staged:
+                services.keepwarm.forget(state)
+                await state.client.close()
+            raise
         reconciled = services.fleet.apply(catalog, policy, staged)
         for state in reconciled.draining:
             services.keepwarm.forget(state)
@@ -127,14 +134,18 @@ class Reloader:
         for state in reconciled.added:
             services.health.watch(state)
         services.holder.swap(build_runtime(catalog, settings, services.fleet, source_text=text))
-        if keys is not None and services.keys is not None:
-            services.keys.install(keys)
+        self._install(keys)
         return ReloadOutcome(
             "reloaded", trigger, sha256=digest,
             added=[s.name for s in reconciled.added], removed=[s.name for s in reconciled.draining],
             not_answering=[s.name for s in reconciled.added if s.phase is Phase.DOWN],
             restart_needed=restart_needed,
         )
+
+    def _install(self, keys: KeyStore | None) -> None:
+        """The keys file as this reload read it (checked against the catalog now in use)."""
+        if keys is not None and self.services.keys is not None:
+            self.services.keys.install(keys)
 
     async def _warm(self, staged: list[ContainerState], catalog: Catalog) -> None:
         """Probe the containers a reload adds; preload the models `catalog` places on those

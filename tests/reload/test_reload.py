@@ -21,7 +21,9 @@ from tests.reload.support import (
     LLAMA,
     MESSAGES,
     QWEN,
+    Load,
     Served,
+    Timeline,
     catalog_text,
     digest,
     reload_by_api,
@@ -254,3 +256,40 @@ async def test_reloading_by_api_needs_an_admin_key(emulator: EmulatorFactory, tm
         assert (code, answer["result"]) == (200, "reloaded")
         status = await router_status(session, served, {"Authorization": f"Bearer {tokens['ops']}"})
         assert status["catalog"]["sha256"] == digest(path.read_text())
+
+
+async def test_moving_a_model_to_another_gpu_fails_no_request(emulator: EmulatorFactory, tmp_path: Path) -> None:
+    """The README's sequence, its reload half: the model moves from the container on GPU 0
+    to a new one on GPU 1 (each an emulator here, already started as `up` would have)
+    while clients keep streaming; the new one is preloaded before it takes a request,
+    the old one finishes its streams and is dropped."""
+    gpu0 = emulator(subprocess=True, models=[LLAMA], embedding_models=[], tokens_per_second=20, num_parallel=4, load_time=0.5)
+    gpu1 = emulator(subprocess=True, models=[LLAMA], embedding_models=[], tokens_per_second=20, num_parallel=4, load_time=0.5)
+    path = tmp_path / "catalog.yaml"
+    before = catalog_text({"llama-gpu0": gpu0.url}, {LLAMA: (["llama-gpu0"], ["gpt-4o-mini"])})
+    after = catalog_text({"llama-gpu1": gpu1.url}, {LLAMA: (["llama-gpu1"], ["gpt-4o-mini"])})
+    path.write_text(before)
+    timeline = Timeline()
+    timeline.add(before)
+    async with serve(path, tmp_path / "router.log") as served, aiohttp.ClientSession() as session:
+        load = Load(served.url, timeline, [LLAMA, "gpt-4o-mini"], streams=8, others=2)
+        load.start()
+        try:
+            streaming = await until(lambda: load.in_flight("llama-gpu0"), "streams on llama-gpu0")
+            assert gpu1.stats()["requests"] == 0  # nothing has loaded the model there yet
+            write_atomically(path, after)
+            timeline.pending = timeline.add(after)
+            served.sighup()
+            await served.reloaded(after)
+            timeline.confirmed, timeline.pending = 1, None
+            # loaded by the router's own ping before the swap: no client waited for that load
+            assert gpu1.stats()["loads"] == 1 and gpu1.stats()["by_model"] == {LLAMA: 1}, gpu1.stats()
+            await until(lambda: all(o.ended for o in streaming), "the streams on llama-gpu0 to end")
+            await until(lambda: sum(1 for o in load.outcomes if o.complete and o.versions == (1, 1)) >= 20, "requests on llama-gpu1")
+        finally:
+            outcomes = await load.stop()
+        await _gone(session, served, "llama-gpu0")
+    assert all(o.status == 200 and o.complete for o in streaming)
+    failed = [o for o in outcomes if o.status != 200 or not o.complete]
+    assert not failed, failed[:5]
+    assert all(o.container == ("llama-gpu0" if o.versions[1] == 0 else "llama-gpu1") for o in outcomes if o.versions[0] == o.versions[1])
