@@ -153,6 +153,10 @@ async def test_ten_reloads_under_load_fail_no_request(
     last = timeline.catalogs[-1]
     assert {c["name"] for c in status["containers"]} == set(last.containers), "removed containers are dropped once idle"
     assert {o.container for o in outcomes} == {"a", "b", "c", "d", "e"}  # each served, under the catalogs that had it
+    # e is in the last two catalogs only: every worker took them up and served from it
+    assert {line.get("worker") for line in served.lines("request") if line.get("container") == "e"} == (
+        {0, 1} if workers > 1 else {None}
+    )
 
 
 async def _reload(
