@@ -11,7 +11,6 @@ import itertools
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
@@ -22,9 +21,9 @@ import aiohttp
 import orjson
 
 from router.catalog import Catalog, parse_catalog
-from tests.harness import REPO, free_port
+from tests.harness import REPO
+from tests.processes import COMMAND, router_process
 
-COMMAND = [sys.executable, "-m", "router.cli"]
 LLAMA = "llama3.2:3b"
 QWEN = "qwen2.5:7b"
 DEADLINE = 30.0  # seconds any one condition may take to come true
@@ -117,44 +116,12 @@ class Served:
         return [int(c) for c in path.read_text().split()] if path.exists() else []
 
 
-async def _wait_ready(served: Served) -> None:
-    async with aiohttp.ClientSession() as session:
-
-        async def ready() -> bool:
-            assert served.process.poll() is None, served.log.read_text()
-            with contextlib.suppress(aiohttp.ClientError):
-                async with session.get(served.url + "/readyz") as response:
-                    return response.status == 200
-            return False
-
-        await until(ready, "the router to be ready")
-
-
 @contextlib.asynccontextmanager
-async def serve(catalog: Path, log: Path, *args: str, workers: int = 1, port: int | None = None) -> AsyncIterator[Served]:
-    """`ollama-router serve CATALOG ARGS` on a free port (or `port`; None: as the catalog says), ready.
-    SIGTERM at the end, by PID; exit status 0 expected."""
-    argv = [*COMMAND, "serve", str(catalog), "--no-pull", *args]
-    if workers > 1:
-        argv += ["--workers", str(workers)]
-    port = free_port() if port is None else port
-    argv += ["--port", str(port)]
-    with log.open("wb") as out:
-        process = subprocess.Popen(argv, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
-    served = Served(process, f"http://127.0.0.1:{port}", log, catalog, workers)
-    try:
-        await _wait_ready(served)
-        yield served
-    finally:
-        if process.poll() is None:
-            os.kill(process.pid, signal.SIGTERM)
-        try:
-            code = process.wait(30)
-        except subprocess.TimeoutExpired:
-            os.kill(process.pid, signal.SIGKILL)
-            process.wait(10)
-            raise
-    assert code == 0, log.read_text()[-4000:]
+async def serve(catalog: Path, log: Path, *args: str, workers: int = 1) -> AsyncIterator[Served]:
+    """`ollama-router serve CATALOG ARGS` on a free port (`--workers N` when more than one), ready."""
+    argv = ["serve", str(catalog), "--no-pull", *args] + (["--workers", str(workers)] if workers > 1 else [])
+    async with router_process(argv, log) as child:
+        yield Served(child.process, child.url, log, catalog, workers)
 
 
 # --- the load generator -----------------------------------------------------------------
