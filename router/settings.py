@@ -8,7 +8,6 @@ new settings from a new catalog the same way `serve` built the first ones.
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BeforeValidator, Field
 from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
@@ -29,19 +28,6 @@ def _comma_list(value: Any) -> Any:
 
 CommaList = Annotated[list[str], NoDecode, BeforeValidator(_comma_list)]
 
-REDIS_SCHEMES = ("redis", "rediss", "unix")
-
-
-def _redis_url(value: Any) -> Any:
-    """A Redis URL redis-py can open: redis://[user:password@]host[:port][/db], rediss://, unix://."""
-    if isinstance(value, str):
-        parts = urlsplit(value)
-        if parts.scheme not in REDIS_SCHEMES or not (parts.hostname or parts.path):
-            raise ValueError("must be a Redis URL: redis://host:6379/0, rediss://… (TLS) or unix:///path/to/socket")
-    return value
-
-
-RedisUrl = Annotated[str, BeforeValidator(_redis_url)]
 
 # Settings a running router cannot change: a reload reports them as needing a restart.
 RESTART_ONLY = frozenset({

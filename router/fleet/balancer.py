@@ -53,7 +53,8 @@ class Balancer:
                 continue  # one request at a time (another may have taken it since the candidates were listed)
             if await state.slots.try_acquire(caller):
                 return state
-        queues = [s for s in candidates if s.phase is Phase.UP and s.slots.queue_open]
+        takes_waiters = self.fleet.takes_waiters
+        queues = [s for s in candidates if takes_waiters(s) and s.slots.queue_open]
         if not queues:
             raise QueueFull(candidates[0].name)
         state = min(queues, key=lambda s: s.slots.queued)

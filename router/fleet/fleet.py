@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import enum
 import time
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 
 import structlog
@@ -69,12 +69,13 @@ class Fleet:
         self.ready = False  # the start-up preload round finished
         self.preload_errors: dict[str, str] = {}
         for container in catalog.containers.values():
-            self.containers[container.name] = self._new_state(container)
+            self.containers[container.name] = self._new_state(container, policy)
 
-    def _new_state(self, container: Container) -> ContainerState:
-        slots = self.limits.container_slots(container.name, container.num_parallel, self.policy.max_queue)
-        client = ContainerClient(container.url, connect_timeout=self.policy.connect_timeout)
-        return ContainerState(container=container, slots=slots, client=client)
+    def _new_state(self, container: Container, policy: FleetPolicy, *, added: bool = False) -> ContainerState:
+        """`added` by a reload: its models are preloaded before it takes traffic."""
+        slots = self.limits.container_slots(container.name, container.num_parallel, policy.max_queue)
+        client = ContainerClient(container.url, connect_timeout=policy.connect_timeout)
+        return ContainerState(container=container, slots=slots, client=client, warm_first=added and policy.keep_warm)
 
     # reads -----------------------------------------------------------------------
 
@@ -95,9 +96,15 @@ class Fleet:
                 self._enter(state, Phase.PROBATION, "ejection time is up: one request at a time until one succeeds")
                 return state.in_flight == 0
             return False
+        if phase is Phase.DRAINING:  # only the catalogs that had it still name it: serve them as before
+            phase = state.drained_from or phase
         if phase is Phase.PROBATION:
             return state.in_flight == 0
         return phase in ROUTABLE
+
+    def takes_waiters(self, state: ContainerState) -> bool:
+        """A request may wait in its queue: it is up (or was, when a reload removed it)."""
+        return state.phase is Phase.UP or (state.phase is Phase.DRAINING and state.drained_from is Phase.UP)
 
     def model_ready(self, model: Model) -> list[str]:
         """Containers of `model` that take requests and hold it loaded (per their last /api/ps;
@@ -127,7 +134,7 @@ class Fleet:
             state.down_since = time.time()
         elif previous is Phase.DOWN:
             state.down_since = None
-        if phase not in ROUTABLE and phase is not Phase.WARMING:
+        if phase not in ROUTABLE and phase not in (Phase.WARMING, Phase.DRAINING):  # a draining one serves its queue
             state.slots.fail_waiters(ContainerGone(state.name))
         kind = f"container_{phase.value}"
         level = log.warning if phase in (Phase.DOWN, Phase.EJECTED) else log.info
@@ -191,6 +198,9 @@ class Fleet:
         log.warning("container_request_failed", container=state.name, reason=reason, kind=kind.value,
                     consecutive=state.consecutive_failures)
         if state.phase is Phase.DRAINING:
+            if kind is FailureKind.REFUSED:  # gone for good: the old catalogs' requests stop trying it
+                state.drained_from = Phase.DOWN
+                state.slots.fail_waiters(ContainerGone(state.name))
             return
         if kind is FailureKind.REFUSED:
             self._enter(state, Phase.DOWN, reason)
@@ -246,10 +256,23 @@ class Fleet:
 
     # reload ------------------------------------------------------------------------------
 
-    def apply(self, catalog: Catalog, policy: FleetPolicy) -> Reconciled:
+    def stage(self, catalog: Catalog, policy: FleetPolicy) -> list[ContainerState]:
+        """States for the containers `catalog` adds, or whose definition it changes: outside
+        the fleet (nothing routes to them) until `apply`, so the caller can probe them and
+        preload their models while the current catalog keeps serving."""
+        staged = []
+        for name, container in catalog.containers.items():
+            state = self.containers.get(name)
+            if state is None or state.container != container:
+                staged.append(self._new_state(container, policy, added=True))
+        return staged
+
+    def apply(self, catalog: Catalog, policy: FleetPolicy, staged: Iterable[ContainerState] = ()) -> Reconciled:
         """Reshape the fleet for a new catalog: kept containers keep their state; a
-        container whose definition changed is removed and added again."""
+        container whose definition changed is removed and added again (as its state
+        from `stage` when there is one)."""
         result = Reconciled()
+        ready = {state.name: state for state in staged}
         self.policy = policy
         current = self.containers
         self.catalog = catalog
@@ -262,8 +285,10 @@ class Fleet:
                 continue
             if state is not None:
                 current[name] = state  # changed: drains below, as a removed one
-            fresh = self.containers[name] = self._new_state(container)
-            fresh.warm_first = policy.keep_warm  # probed and preloaded before it takes traffic
+            fresh = ready.get(name)
+            if fresh is None or fresh.container != container:
+                fresh = self._new_state(container, policy, added=True)
+            self.containers[name] = fresh
             result.added.append(fresh)
             self.events.publish("container_added", container=name, url=container.url)
         for state in current.values():
@@ -272,12 +297,14 @@ class Fleet:
         return result
 
     def drain(self, state: ContainerState) -> None:
+        state.drained_from = state.phase
         self._enter(state, Phase.DRAINING, "removed from the catalog")
         self.draining.add(state)
 
-    def drained(self) -> list[ContainerState]:
-        """Draining containers with nothing left in flight, now forgotten (their clients are the caller's to close)."""
-        done = [s for s in self.draining if s.in_flight == 0 and s.slots.queued == 0]
+    def drained(self, keep: Collection[ContainerState] = ()) -> list[ContainerState]:
+        """Draining containers with nothing left in flight, now forgotten (their clients are
+        the caller's to close); `keep`: those a request may still pick (its catalog had them)."""
+        done = [s for s in self.draining if s.in_flight == 0 and s.slots.queued == 0 and s not in keep]
         for state in done:
             self.draining.discard(state)
             log.info("container_removed", container=state.name)

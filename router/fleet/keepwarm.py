@@ -30,7 +30,7 @@ import aiohttp
 import orjson
 import structlog
 
-from router.catalog import Model
+from router.catalog import Catalog, Model
 from router.events import EventHub
 from router.fleet.fleet import Fleet
 from router.fleet.state import ContainerState, LoadedModel, Phase
@@ -124,14 +124,16 @@ class KeepWarm:
             self._pending[key] = task
         return task
 
-    async def preload(self, states: list[ContainerState] | None = None) -> None:
-        """Every model on every container (or on `states`), concurrently."""
+    async def preload(self, states: list[ContainerState] | None = None, catalog: Catalog | None = None) -> None:
+        """Every model on every container (or on `states`), concurrently; the models
+        `catalog` places there (default: the fleet's, a reload's new one before it is applied)."""
         targets = states if states is not None else list(self.fleet.containers.values())
+        models_on = (catalog or self.fleet.catalog).models_on
         tasks = [
             self.ping_in_background(state, model)
             for state in targets
             if state.phase is not Phase.DOWN
-            for model in self.fleet.catalog.models_on(state.name)
+            for model in models_on(state.name)
             if not model.is_cloud
         ]
         if tasks:

@@ -7,7 +7,7 @@
        ▼  reload)         ▼                                   ▼
     WARMING ─preloaded─▶ UP ─────────────────────────────▶ EJECTED (5 s, 10 s, 20 s … up to a cap)
 
-    any phase ──removed from the catalog──▶ DRAINING ──last request ended──▶ (gone)
+    any phase ──removed from the catalog──▶ DRAINING ──last request of its catalogs ended──▶ (gone)
 
 Only `router.fleet.fleet.Fleet` changes a state, through its transition
 methods; everything else reads. Plain slotted classes: read on every request.
@@ -65,6 +65,7 @@ class ContainerState:
     client: ContainerClient
     phase: Phase = Phase.UNKNOWN
     warm_first: bool = False  # added by a reload: preload its models before it takes requests
+    drained_from: Phase | None = None  # its phase when a reload removed it: requests of the catalogs that had it still go there if it was up
     consecutive_failures: int = 0
     last_probe: float | None = None  # epoch seconds
     last_error: str | None = None

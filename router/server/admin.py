@@ -50,8 +50,7 @@ async def reload(request: web.Request) -> web.Response:
     if reloader is None:
         return _json({"result": "refused", "error": "this router was started without a catalog file to reload"}, status=409)
     outcome = await reloader.reload("api")
-    if outcome.result == "reloaded":
-        reloader.tell_siblings()
+    reloader.tell_siblings()  # refused too: every worker then says the same (status, log), whatever it serves
     return _json(outcome.as_dict(), status=422 if outcome.result == "refused" else 200)
 
 

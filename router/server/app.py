@@ -27,7 +27,7 @@ from router.access.auth import announce, auth_middleware
 from router.access.origin import OriginPolicy
 from router.access.redact import redact_server_logs
 from router.catalog import Catalog
-from router.http.apis import api_for
+from router.http.apis import Api, api_for
 from router.http.errors import BodyTooLarge, MethodNotAllowed, NotFoundRoute, RouterError, Unavailable
 from router.http.record import Record
 from router.limits import Limits, LimitsUnavailable
@@ -36,7 +36,7 @@ from router.server import admin, anthropic_api, console, event_stream, ollama_ap
 from router.server.context import RECORD, RUNTIME, SERVICES, record_of
 from router.server.reload import RELOADER, CatalogSource, Reloader
 from router.server.runner import RUNNER_OPTIONS, RunnerOptions
-from router.server.runtime import Services, build_services
+from router.server.runtime import Runtime, Services, build_services
 from router.server.watch import watch_file
 from router.settings import RouterSettings
 
@@ -94,27 +94,15 @@ def make_edge(services: Services) -> Middleware:
         record = Record(_request_id(request), api.name, request.method, request.path)
         request[RECORD] = record
         runtime = request[RUNTIME] = holder.current  # the request keeps the runtime it started under
+        runtime.pins.count += 1  # the janitor keeps what the catalogs of running requests may still use
         try:
-            # Host and Origin checks, CORS preflights: here rather than a middleware of their
-            # own (one layer less on every request), by the runtime's current policy
-            response = await runtime.origins.gate(request, handler)
-        except RouterError as exc:
-            record.error = exc.message
-            response = api.render(exc, record.request_id)
-        except LimitsUnavailable as exc:  # limits held in Redis, Redis lost, set to fail closed
-            record.error = str(exc)
-            response = api.render(Unavailable(str(exc), retry_after=1), record.request_id)
-        except web.HTTPException as exc:
-            error = _as_router_error(exc)
-            response = api.render(error, record.request_id)
+            response = await _respond(runtime, request, handler, api, record)
         except asyncio.CancelledError:
             record.client_left = True
             _finish(record, CLIENT_LEFT, "", access_log, metrics.after_request)
             raise
-        except Exception as exc:  # the one place that turns a bug into a 500, never a traceback to the client
-            log.exception("unhandled_error", request_id=record.request_id, path=request.path)
-            record.error = type(exc).__name__
-            response = api.render(RouterError("internal router error", status=500), record.request_id)
+        finally:
+            runtime.pins.count -= 1
         if not response.prepared:
             response.headers["X-Request-Id"] = record.request_id
         if record.bytes_out == 0 and isinstance(response, web.Response) and response.body is not None:
@@ -123,6 +111,28 @@ def make_edge(services: Services) -> Middleware:
         return response
 
     return edge
+
+
+async def _respond(runtime: Runtime, request: web.Request, handler: Handler, api: Api, record: Record) -> web.StreamResponse:
+    """The handler's answer, or the error it raised rendered in the API's shape (the one place)."""
+    try:
+        # Host and Origin checks, CORS preflights: here rather than a middleware of their
+        # own (one layer less on every request), by the runtime's current policy
+        return await runtime.origins.gate(request, handler)
+    except RouterError as exc:
+        record.error = exc.message
+        return api.render(exc, record.request_id)
+    except LimitsUnavailable as exc:  # limits held in Redis, Redis lost, set to fail closed
+        record.error = str(exc)
+        return api.render(Unavailable(str(exc), retry_after=1), record.request_id)
+    except web.HTTPException as exc:
+        return api.render(_as_router_error(exc), record.request_id)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # the one place that turns a bug into a 500, never a traceback to the client
+        log.exception("unhandled_error", request_id=record.request_id, path=request.path)
+        record.error = type(exc).__name__
+        return api.render(RouterError("internal router error", status=500), record.request_id)
 
 
 def _finish(
@@ -165,7 +175,7 @@ async def _janitor(services: Services) -> None:
     """Containers that left the catalog go once their last request ended."""
     while True:
         await asyncio.sleep(JANITOR_INTERVAL)
-        for state in services.fleet.drained():
+        for state in services.fleet.drained(keep=services.holder.pinned_states()):
             services.health.forget(state)
             await state.client.close()
 

@@ -53,6 +53,16 @@ class CatalogInfo:
     loaded_at: float  # epoch seconds
 
 
+class Pins:
+    """How many requests hold a runtime now (the edge middleware counts them): a container
+    a reload removed stays while a request of a catalog that had it may still pick it."""
+
+    __slots__ = ("count",)
+
+    def __init__(self) -> None:
+        self.count = 0
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class Runtime:
     catalog: Catalog
@@ -62,6 +72,7 @@ class Runtime:
     chains: Mapping[str, tuple[Model, ...]]  # by model key: the model, then its fallbacks
     body_reader: BodyReader
     origins: OriginPolicy
+    pins: Pins = field(default_factory=Pins)
     _resolved: dict[str, Model] = field(default_factory=dict)
 
     def resolve(self, name: str) -> Model | None:
@@ -108,12 +119,24 @@ def build_runtime(catalog: Catalog, settings: RouterSettings, fleet: Fleet, *, s
 
 
 class RuntimeHolder:
-    """The current runtime; swapped whole by a reload."""
+    """The current runtime, swapped whole by a reload; and the ones it replaced that
+    requests still hold."""
 
-    __slots__ = ("current",)
+    __slots__ = ("current", "retired")
 
     def __init__(self, runtime: Runtime) -> None:
         self.current = runtime
+        self.retired: list[Runtime] = []
+
+    def swap(self, runtime: Runtime) -> None:
+        self.retired.append(self.current)
+        self.current = runtime
+
+    def pinned_states(self) -> set[ContainerState]:
+        """The containers of the replaced runtimes that requests still hold (a request only
+        ever takes the current one: a retired runtime nobody holds is let go)."""
+        self.retired = [runtime for runtime in self.retired if runtime.pins.count]
+        return {state for runtime in self.retired for state in runtime.containers.values()}
 
 
 @dataclass(slots=True, eq=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import ollama
 import openai
@@ -116,8 +117,17 @@ async def test_a_limited_key_is_served_again_once_its_bucket_refills(keyed: Keye
     with pytest.raises(ollama.ResponseError) as caught:
         await client.generate(model=LLAMA, prompt="hi")
     assert caught.value.status_code == 429
-    await asyncio.sleep(0.6)
-    assert (await client.generate(model=LLAMA, prompt="hi")).response
+    deadline = time.monotonic() + 10  # a token every 0.5 s: served again once one came, however long that took here
+
+    async def served() -> bool:
+        try:
+            return bool((await client.generate(model=LLAMA, prompt="hi")).response)
+        except ollama.ResponseError as refused:
+            assert refused.status_code == 429 and time.monotonic() < deadline
+            return False
+
+    while not await served():
+        await asyncio.sleep(0.05)
 
 
 @pytest.mark.parametrize("path", ["/metrics", "/router/status"])

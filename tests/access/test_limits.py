@@ -20,6 +20,7 @@ from tests.harness import RouterFleet, router_fleet
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 SLOW = 0.4  # header and body timeouts of the `impatient` router
+CUT_DEADLINE = 30 * SLOW  # what a test waits at most for the router to cut a connection (however busy the machine)
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -86,26 +87,26 @@ async def _closed_within(reader: asyncio.StreamReader, seconds: float) -> bytes:
 async def test_slow_headers_are_cut_off(impatient: RouterFleet) -> None:
     port = int(impatient.url.rsplit(":", 1)[1])
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    started = time.perf_counter()
     writer.write(b"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\n")
-    for i in range(40):  # one header byte every 50 ms: never a whole request
+    deadline = time.monotonic() + CUT_DEADLINE
+    first = True
+    while not reader.at_eof():  # one header byte every 50 ms: never a whole request
+        assert time.monotonic() < deadline, "the router kept reading a request that never ends"
         try:
-            writer.write(b"X"[:1] if i else b"X-Slow: ")
+            writer.write(b"X-Slow: " if first else b"X")
             await writer.drain()
         except ConnectionError:
             break
-        if reader.at_eof():
-            break
+        first = False
         await asyncio.sleep(0.05)
-    assert await _closed_within(reader, 2.0) == b""
-    assert time.perf_counter() - started < SLOW + 1.5
+    assert await _closed_within(reader, CUT_DEADLINE) == b""
     writer.close()
 
 
 async def test_a_silent_connection_is_closed(impatient: RouterFleet) -> None:
     port = int(impatient.url.rsplit(":", 1)[1])
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    assert await _closed_within(reader, SLOW + 1.5) == b""
+    assert await _closed_within(reader, CUT_DEADLINE) == b""
     writer.close()
 
 
@@ -116,12 +117,12 @@ async def test_a_slow_body_is_408_in_the_apis_shape(impatient: RouterFleet, path
     writer.write(f"POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: 100\r\n\r\n".encode())
     writer.write(b'{"model": ')
     await writer.drain()
-    async with asyncio.timeout(SLOW + 2.0):
+    async with asyncio.timeout(CUT_DEADLINE):
         head = await reader.readuntil(b"\r\n\r\n")
         length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:"))
         body = await reader.readexactly(length)
     assert head.startswith(b"HTTP/1.1 408"), head
-    assert await _closed_within(reader, 3.0) == b""  # and the connection is closed
+    assert await _closed_within(reader, CUT_DEADLINE) == b""  # and the connection is closed
     writer.close()
     error = orjson.loads(body)["error"]
     if path.startswith("/v1"):

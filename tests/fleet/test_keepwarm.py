@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 import aiohttp
 
 from router.fleet.health import parse_timestamp
 from tests.fleet.support import FAST, MODEL, TWO_CONTAINERS, post, ps_models, wait_until
-from tests.harness import ONE_CONTAINER, router_fleet
+from tests.harness import ONE_CONTAINER, catalog_yaml, router_fleet
 
 
 async def test_preload_happens_before_readyz_is_ready() -> None:
@@ -26,15 +25,25 @@ async def test_preload_happens_before_readyz_is_ready() -> None:
             assert stats["loads"] == 1 and stats["requests"] == 1  # the router's own ping, no client
 
 
-async def test_idle_models_stay_loaded_past_the_containers_keep_alive() -> None:
-    async with router_fleet(TWO_CONTAINERS, emulator={"keep_alive": "2s"}, settings=FAST) as fleet:
+async def test_idle_models_stay_loaded_past_their_keep_alive() -> None:
+    """Loaded with a 2 s keep-alive (the catalog's, and the container's own default), an idle
+    model is still loaded long after: the router's pings renew it before it expires."""
+    catalog = catalog_yaml("a", "b", models={MODEL: "containers: [a, b], keep_alive: 2s"})
+    async with router_fleet(catalog, emulator={"keep_alive": "2s"}, settings=FAST) as fleet:
         await fleet.wait_warm()
-        await asyncio.sleep(2.5)
+        first = {name: parse_timestamp((await ps_models(fleet, name))[MODEL]["expires_at"]) or 0.0 for name in fleet.backends}
+        pings = (await fleet.status())["counters"]["keepwarm_pings"]
+
+        async def renewed_past_first_expiry() -> bool:
+            # well past the keep-alive the models were first loaded with, and renewed several times
+            return time.time() > max(first.values()) + 2.0 and (await fleet.status())["counters"]["keepwarm_pings"] >= pings + 6
+
+        await wait_until(renewed_past_first_expiry, timeout=30)
         for name, backend in fleet.backends.items():
             loaded = await ps_models(fleet, name)
-            assert MODEL in loaded
+            assert MODEL in loaded, f"{name} unloaded the idle model"
+            assert (parse_timestamp(loaded[MODEL]["expires_at"]) or 0.0) > first[name]
             assert (await backend.stats())["unloads"] == 0
-        await fleet.wait_warm()
 
 
 async def test_a_client_setting_a_shorter_keep_alive_does_not_unload_the_model() -> None:
@@ -42,7 +51,12 @@ async def test_a_client_setting_a_shorter_keep_alive_does_not_unload_the_model()
         await fleet.wait_warm()
         reply = await post(fleet, "/api/generate", {"model": MODEL, "prompt": "hi", "stream": False, "keep_alive": "1s"})
         assert reply.status == 200
-        await asyncio.sleep(2.0)  # past the client's keep-alive
+        past = time.time() + 2.0
+
+        async def past_the_clients_keep_alive() -> bool:  # and re-pinged since the preload
+            return time.time() > past and (await fleet.status())["counters"]["keepwarm_pings"] >= 2
+
+        await wait_until(past_the_clients_keep_alive)
         backend = fleet.backends["a"]
         assert (await backend.stats())["unloads"] == 0
         expires = (await ps_models(fleet, "a"))[MODEL]["expires_at"]

@@ -85,7 +85,8 @@ async def start_scripted() -> Scripted:
     scripted = Scripted()
 
     def remember(request: web.Request, body: bytes) -> None:
-        scripted.received.append({"path": request.path, "headers": CIMultiDict(request.headers), "body": body})
+        peer = request.transport.get_extra_info("peername") if request.transport is not None else None
+        scripted.received.append({"path": request.path, "headers": CIMultiDict(request.headers), "body": body, "peer": peer})
 
     async def root(request: web.Request) -> web.Response:
         return web.Response(body=wire.OLLAMA_RUNNING, content_type="text/plain")

@@ -156,11 +156,15 @@ async def test_generated_request_ids_differ(routed: Routed) -> None:
 
 
 async def test_keep_alive_connections_reused_across_requests(routed: Routed) -> None:
-    # Sequential requests on pooled connections all complete (a stale one is replaced).
-    for path in ("/api/chat", "/v1/chat/completions", "/v1/embeddings", "/api/chat"):
+    # One request after another: each reaches the container on the connection the one before used.
+    paths = ("/api/chat", "/v1/chat/completions", "/v1/embeddings", "/api/chat")
+    for path in paths:
         body = {"model": MODEL, "input": "x"} if path == "/v1/embeddings" else CHAT
         response, _, _ = await routed.post(path, body)
         assert response.status == 200
+    forwarded = [r for r in routed.scripted.received if r["path"] in paths]  # not the keep-warm pings (their own client)
+    assert len(forwarded) == len(paths)
+    assert len({r["peer"] for r in forwarded}) == 1, [r["peer"] for r in forwarded]
 
 
 # --- against the emulator: the router's answer equals the emulator's own -------------

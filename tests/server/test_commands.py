@@ -3,12 +3,7 @@ request, and `demo` answering a chat. Child processes, stopped by PID."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import os
-import signal
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -17,44 +12,15 @@ import aiohttp
 import openai
 import orjson
 
-from tests.harness import REPO, free_port
+from tests.processes import router_process
 from tests.server.support import MESSAGES
-
-COMMAND = [sys.executable, "-m", "router.cli"]
 
 
 @contextlib.asynccontextmanager
 async def command(args: list[str], log: Path) -> AsyncIterator[str]:
     """`ollama-router ARGS` on a free port, ready; yields its URL. SIGTERM at the end, exit 0 expected."""
-    port = free_port()
-    with log.open("wb") as out:
-        process = subprocess.Popen([*COMMAND, *args, "--port", str(port)], cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        await _wait_ready(url, process, log)
-        yield url
-    finally:
-        if process.poll() is None:
-            os.kill(process.pid, signal.SIGTERM)
-        try:
-            code = process.wait(10)
-        except subprocess.TimeoutExpired:
-            os.kill(process.pid, signal.SIGKILL)
-            raise
-    assert code == 0, log.read_text()
-
-
-async def _wait_ready(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 30.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    async with aiohttp.ClientSession() as session:
-        while asyncio.get_running_loop().time() < deadline:
-            assert process.poll() is None, log.read_text()
-            with contextlib.suppress(aiohttp.ClientError):
-                async with session.get(url + "/readyz") as response:
-                    if response.status == 200:
-                        return
-            await asyncio.sleep(0.1)
-    raise TimeoutError(log.read_text())
+    async with router_process(args, log) as child:
+        yield child.url
 
 
 def _catalog(path: Path, emulator_url: str) -> Path:

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import ollama
 import pytest
 
 from tests.harness import RouterFleet
-from tests.server.support import EMBED, LLAMA, MESSAGES, OLDEST_VERSION, QWEN, TAGS, http, ollama_client, served_by
+from tests.server.support import CONTAINERS_OF, EMBED, LLAMA, MESSAGES, OLDEST_VERSION, QWEN, TAGS, http, ollama_client, served_by
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -60,12 +61,15 @@ async def test_legacy_embeddings(fleet: RouterFleet) -> None:
     assert served == {"e": 1}
 
 
-@pytest.mark.parametrize("name", [LLAMA, "gpt-4o-mini"])
-async def test_show(fleet: RouterFleet, name: str) -> None:
-    client = ollama_client(fleet)
-    reply = await client.show(name)
-    assert reply.details is not None and reply.details.family
-    assert reply.modelinfo
+# by name and by alias, each model's own card: what its container itself shows for it
+@pytest.mark.parametrize(("name", "shown"), [(LLAMA, LLAMA), ("gpt-4o-mini", LLAMA), ("gpt-4o", QWEN), ("text-embedding-3-small", EMBED)])
+async def test_show(fleet: RouterFleet, name: str, shown: str) -> None:
+    reply = await ollama_client(fleet).show(name)
+    cards = {tag: await ollama.AsyncClient(host=fleet.backends[next(iter(CONTAINERS_OF[tag]))].url).show(tag) for tag in TAGS}
+    assert len({(c.details.family, c.details.parameter_size) for c in cards.values() if c.details}) == len(TAGS)  # tell apart
+    assert reply.details == cards[shown].details
+    assert reply.modelinfo == cards[shown].modelinfo
+    assert reply.capabilities == cards[shown].capabilities
 
 
 async def test_show_accepts_the_legacy_name_field(fleet: RouterFleet) -> None:

@@ -4,7 +4,7 @@ stops the generation upstream (mid-stream or still waiting for the first token).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -121,10 +121,18 @@ async def test_client_leaving_the_routers_queue_never_reaches_the_container(flee
             async with fleet.session.post(fleet.url + "/api/embed", data=body, timeout=aiohttp.ClientTimeout(total=seconds)):
                 pass
 
-    holder = asyncio.create_task(give_up_after(1.0))
-    await asyncio.sleep(0.2)
-    await give_up_after(0.3)  # queued behind the hanging one, then gone
-    assert [c["queued"] for c in (await fleet.status())["containers"] if c["name"] == "e"] == [0]
+    def e_holds(in_flight: int, queued: int) -> Callable[[], Awaitable[bool]]:
+        async def check() -> bool:
+            return [(c["in_flight"], c["queued"]) for c in (await fleet.status())["containers"] if c["name"] == "e"] == [(in_flight, queued)]
+
+        return check
+
+    holder = asyncio.create_task(give_up_after(4.0))
+    assert await eventually(e_holds(1, 0))  # the hanging one holds e's slot
+    leaver = asyncio.create_task(give_up_after(1.5))
+    assert await eventually(e_holds(1, 1))  # queued behind it...
+    await leaver
+    assert await eventually(e_holds(1, 0))  # ...then gone from the router's queue
     await holder
     await _assert_generation_stopped(fleet, before["cancelled"], "e")
     assert (await embedder.stats())["requests"] == before["requests"] + 1
