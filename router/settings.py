@@ -63,6 +63,10 @@ class RouterSettings(BaseSettings):
     header_timeout: Seconds = Field(30.0, gt=0)
     body_timeout: Seconds = Field(60.0, gt=0)
     cold_load_threshold: Seconds = 1.0  # a load_duration above this counts as a cold load
+    # prefix affinity (README, "Routing policy"): conversations remembered, and the queue a
+    # conversation's container may have before its next turn goes to a sibling
+    affinity_max_keys: int = Field(65536, ge=1)
+    affinity_max_queue: int = Field(0, ge=0)
     allowed_origins: CommaList = Field(default_factory=list)  # browser origins besides the local ones (like OLLAMA_ORIGINS)
 
     api_keys_file: str | None = None

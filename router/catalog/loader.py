@@ -26,6 +26,7 @@ from router.catalog.model import (
     DefaultsSpec,
     Model,
     ModelSpec,
+    default_routing,
 )
 from router.catalog.names import MAX_NAME_CHARS, InvalidModelName, parse_model_name
 
@@ -428,6 +429,7 @@ def build_catalog(spec: CatalogSpec, file: str, line: _Lines) -> LoadResult:
             owned_by=model.owned_by or name.owned_by,
             capabilities=tuple(model.capabilities) if model.capabilities else _default_capabilities(tag),
             description=model.description,
+            routing=model.routing or default_routing(len(model.containers)),
         )
         for alias in model.aliases:
             aliases[alias.strip().lower()] = key

@@ -11,6 +11,7 @@ import orjson
 from aiohttp import web
 
 from router import wire
+from router.fleet.routing import OUTCOMES
 from router.fleet.state import ContainerState, Phase
 from router.server.context import runtime_of, services
 from router.server.reload import RELOADER
@@ -82,9 +83,11 @@ async def status(request: web.Request) -> web.Response:
     runtime = runtime_of(request)
     fleet = svc.fleet
     reloader = request.app[RELOADER]
+    affinity = svc.balancer.policies.affinity
     models = []
     for model in runtime.catalog.models.values():
         states = runtime.states_for(model)
+        counts = affinity.counts.get(model.key)
         models.append({
             "model": model.tag,
             "aliases": list(model.aliases),
@@ -94,6 +97,8 @@ async def status(request: web.Request) -> web.Response:
             "containers": [s.name for s in states],
             "ready": fleet.model_ready(model),
             "up": [s.name for s in states if s.routable],
+            "routing": model.routing.value,
+            "affinity": counts.as_dict() if counts is not None else dict.fromkeys(OUTCOMES, 0),
         })
     info = runtime.info
     return _json({
@@ -112,6 +117,7 @@ async def status(request: web.Request) -> web.Response:
             "fallbacks": svc.metrics.fallbacks_total,
             "stream_failures": svc.proxy.stream_failures,
             "keepwarm_pings": svc.keepwarm.pings,
+            "affinity_keys": len(affinity.homes),
         },
         "preload_errors": dict(fleet.preload_errors),
         "keys_reload_error": svc.keys.last_error if svc.keys is not None else None,

@@ -72,11 +72,13 @@ async def forward_by_model(request: web.Request, fields: tuple[str, ...] = ("mod
     name_field, name = model_name(payload, body, fields)
     model = find_model(request, name)
     runtime = runtime_of(request)
+    api = api_for(request.path)
+    path = request.path
     call = Call(
         request=request,
         record=record_of(request),
-        api=api_for(request.path),
-        path=request.path,
+        api=api,
+        path=path,
         payload=payload,
         body=body,
         model=model,
@@ -85,5 +87,6 @@ async def forward_by_model(request: web.Request, fields: tuple[str, ...] = ("mod
         settings=runtime.settings,
         caller=caller_of(request),
         model_field=name_field,
+        conversation=api.conversation_key(path, payload) if model.key in runtime.keyed else None,
     )
     return await services(request).proxy.forward(call)

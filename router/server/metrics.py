@@ -22,6 +22,7 @@ from prometheus_client.registry import Collector
 
 from router import wire
 from router.fleet.fleet import Fleet
+from router.fleet.routing import OUTCOMES, Policies
 from router.fleet.state import Phase
 from router.http.record import Record
 from router.server.series import CounterSeries, HistogramSeries
@@ -112,10 +113,27 @@ class FleetCollector(Collector):
         yield ejections
 
 
+class AffinityCollector(Collector):
+    """Placements of keyed requests per model and outcome, and the conversations remembered, read when scraped."""
+
+    def __init__(self, policies: Policies) -> None:
+        self.affinity = policies.affinity
+
+    def collect(self) -> Iterator[Metric]:
+        placements = CounterMetricFamily(
+            PREFIX + "affinity", "placements of requests by conversation (prefix affinity), by outcome", labels=["model", "outcome"],
+        )
+        for counts in self.affinity.counts.values():
+            for outcome in OUTCOMES:
+                placements.add_metric([counts.tag, outcome], float(getattr(counts, outcome)))
+        yield placements
+        yield GaugeMetricFamily(PREFIX + "affinity_keys", "conversations remembered by prefix affinity", value=len(self.affinity.homes))
+
+
 class RouterMetrics(Collector):
     """One registry per app (tests run several routers in one process)."""
 
-    def __init__(self, fleet: Fleet, *, cold_load_threshold: float) -> None:
+    def __init__(self, fleet: Fleet, *, cold_load_threshold: float, policies: Policies | None = None) -> None:
         self.fleet = fleet
         self.cold_load_ns = cold_load_threshold * 1e9
         self.requests = CounterSeries(PREFIX + "requests", "requests answered", ["model", "container", "status", "api"])
@@ -135,6 +153,8 @@ class RouterMetrics(Collector):
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
         self.registry.register(FleetCollector(fleet))
+        if policies is not None:
+            self.registry.register(AffinityCollector(policies))
 
     def collect(self) -> Iterator[Metric]:
         for series in self.series:

@@ -80,6 +80,7 @@ class Call:
     settings: RouterSettings
     caller: ApiKey | None = None
     model_field: str = "model"
+    conversation: int | None = None  # the conversation key (router.http.prefix), when a model of the chain places by it
 
     def body_for(self, target: Model) -> bytes:
         """The body to send when `target` serves: as the client wrote it when it names that tag."""
@@ -121,10 +122,12 @@ class Proxy:
     async def _forward(self, call: Call, key: str) -> web.StreamResponse:
         record = call.record
         containers = call.containers
-        candidates = self.balancer.candidates
+        balancer = self.balancer
+        candidates = balancer.candidates
+        conversation = call.conversation
         plan = attempts(
             call.chain,
-            lambda model, tried: candidates(model, tried, containers),
+            lambda model, tried: candidates(model, tried, containers, conversation),
             call.caller.allows if call.caller is not None else None,
         )
         last_failure: Failure | None = None
@@ -135,7 +138,7 @@ class Proxy:
             target = attempt.model
             waited_from = time.perf_counter()
             try:
-                state = await self.balancer.acquire(attempt.candidates, key, call.settings.queue_timeout)
+                state = await balancer.acquire(attempt.candidates, key, call.settings.queue_timeout)
             except (QueueFull, QueueTimeout) as exc:
                 queue_refused = True
                 first_reason = first_reason or type(exc).__name__
@@ -149,6 +152,8 @@ class Proxy:
                 continue
             finally:
                 record.queue_wait += time.perf_counter() - waited_from
+            if conversation is not None:
+                balancer.placed(target, conversation, state, attempt.candidates)
             record.attempts += 1
             try:
                 outcome = await self._attempt(call, state, target, (first_reason or "no_container") if attempt.fallback else None)

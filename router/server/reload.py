@@ -105,6 +105,7 @@ class Reloader:
         services.health.configure(interval=settings.health_interval, probe_timeout=settings.probe_timeout)
         services.keepwarm.configure(margin=keepwarm_margin(settings), load_timeout=settings.load_timeout, enabled=settings.keep_warm)
         services.metrics.configure(cold_load_threshold=settings.cold_load_threshold)
+        services.balancer.policies.affinity.configure(max_keys=settings.affinity_max_keys, max_queue=settings.affinity_max_queue)
         for state in reconciled.draining:
             services.keepwarm.forget(state)
             services.health.forget(state)

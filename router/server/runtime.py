@@ -30,6 +30,7 @@ from router.fleet.fleet import Fleet, FleetPolicy
 from router.fleet.health import HealthMonitor
 from router.fleet.keepwarm import KeepWarm
 from router.fleet.plan import fallback_chain
+from router.fleet.routing import Policies
 from router.fleet.state import ContainerState
 from router.http.body import BodyReader
 from router.limits import Limits
@@ -57,6 +58,7 @@ class Runtime:
     info: CatalogInfo
     containers: Mapping[str, ContainerState]  # this catalog's containers, as the fleet held them when it was built
     chains: Mapping[str, tuple[Model, ...]]  # by model key: the model, then its fallbacks
+    keyed: frozenset[str]  # model keys whose chain places requests by conversation (affinity): key them
     body_reader: BodyReader
     origins: OriginPolicy
     _resolved: dict[str, Model] = field(default_factory=dict)
@@ -93,12 +95,14 @@ def catalog_digest(text: str | None, catalog: Catalog) -> str:
 
 
 def build_runtime(catalog: Catalog, settings: RouterSettings, fleet: Fleet, *, source_text: str | None = None) -> Runtime:
+    chains = {model.key: fallback_chain(model, catalog.resolve) for model in catalog.models.values()}
     return Runtime(
         catalog=catalog,
         settings=settings,
         info=CatalogInfo(catalog.path, catalog_digest(source_text, catalog), time.time()),
         containers=dict(fleet.containers),
-        chains={model.key: fallback_chain(model, catalog.resolve) for model in catalog.models.values()},
+        chains=chains,
+        keyed=frozenset(key for key, chain in chains.items() if any(m.keyed for m in chain)),
         body_reader=BodyReader(settings.max_body_bytes, settings.body_timeout, settings.log_bodies),
         origins=OriginPolicy(settings.allowed_origins, check_host=is_loopback(settings.host)),
     )
@@ -154,8 +158,8 @@ def build_services(
     fleet = Fleet(catalog, fleet_policy(settings), limits=limits, events=events)
     keepwarm = KeepWarm(fleet, events, margin=keepwarm_margin(settings), load_timeout=settings.load_timeout, enabled=settings.keep_warm)
     health = HealthMonitor(fleet, interval=settings.health_interval, probe_timeout=settings.probe_timeout, on_probe=keepwarm.after_probe)
-    balancer = Balancer(fleet)
-    metrics = RouterMetrics(fleet, cold_load_threshold=settings.cold_load_threshold)
+    balancer = Balancer(fleet, Policies(affinity_max_keys=settings.affinity_max_keys, affinity_max_queue=settings.affinity_max_queue))
+    metrics = RouterMetrics(fleet, cold_load_threshold=settings.cold_load_threshold, policies=balancer.policies)
     proxy = Proxy(fleet, balancer, limits, events)
     holder = RuntimeHolder(build_runtime(catalog, settings, fleet, source_text=source_text))
     return Services(
