@@ -115,9 +115,15 @@ class Affinity:
         if key is None:
             return by_load(states, model)
         home_name = self.homes.get((model.key, key))
-        home = None if home_name is None else next((s for s in states if s.name == home_name), None)
-        if home is not None and self._keeps(home, states, model):
-            return [home, *by_load([s for s in states if s is not home], model)]
+        home = None
+        if home_name is not None:
+            for state in states:
+                if state.name == home_name:
+                    home = state
+                    break
+            if home is not None and self._keeps(home, states, model):
+                rest = [s for s in states if s is not home]
+                return [home, *by_load(rest, model)] if len(rest) > 1 else [home, *rest]
         # Least loaded first (a passed-over container last among its peers), equal loads
         # in an order the key decides: the same in every router process.
         salt = self._salt
@@ -127,15 +133,19 @@ class Affinity:
 
     def _keeps(self, home: ContainerState, states: list[ContainerState], model: Model) -> bool:
         """The conversation stays on `home`: no sibling is better off, and it is not saturated."""
-        tier = _tier(home, model)
         slots = home.slots
-        if slots.queued > self.max_queue or any(_tier(s, model) < tier for s in states):
+        if slots.queued > self.max_queue:
             return False
-        if home.in_flight < slots.limit:
-            return True
-        # Full: each of its slots serves another request, so this conversation's cache there is
-        # overwritten already; a sibling as well off with a free slot starts it at once.
-        return not any(s.in_flight < s.slots.limit and _tier(s, model) == tier for s in states if s is not home)
+        # Full, each of its slots serves another request, so this conversation's cache there
+        # is overwritten already: a sibling as well off with a free slot starts it at once.
+        full = slots.in_flight >= slots.limit
+        tier = _tier(home, model)
+        for state in states:
+            if state is not home:
+                other = _tier(state, model)
+                if other < tier or (full and other == tier and state.slots.in_flight < state.slots.limit):
+                    return False
+        return True
 
     def _salt(self, name: str) -> int:
         salt = self._salts.get(name)

@@ -68,8 +68,11 @@ def _leading_messages(messages: object, parts: list[str]) -> bool:
         if not isinstance(message, dict):
             break
         role = message.get("role")
-        role = role if isinstance(role, str) else ""
-        parts += (role, _bounded(_text(message.get("content"))))
+        if not isinstance(role, str):
+            role = ""
+        content = message.get("content")
+        text = content if isinstance(content, str) else _text(content)
+        parts += (role, text if len(text) <= HEAD + TAIL else text[:HEAD] + text[-TAIL:])
         added = True
         if role not in LEADING_ROLES:
             break
