@@ -86,21 +86,10 @@ LITELLM_STRATEGIES = ("simple-shuffle", "least-busy")
 FLOOR_LOAD = 0.8
 LITELLM_KEY = "sk-routing-bench"  # LiteLLM's proxy refuses to start without one; every side is sent it (the others ignore it)
 
-NGINX_SERVER = """
-  server {{
-    listen 127.0.0.1:{port} reuseport;
-    location / {{
-      proxy_pass http://{upstream};
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_set_header Host 127.0.0.1;
-      proxy_buffering off;
-      proxy_request_buffering off;
-      proxy_read_timeout 900s;
-      proxy_send_timeout 900s;
-    }}
-  }}
-"""
+# scripts/bench.py's server block, with room for a saturated fleet: headers come with the first token
+NGINX_SERVER = base.NGINX_SERVER.replace(
+    "proxy_request_buffering off;", "proxy_request_buffering off;\n      proxy_read_timeout 900s;\n      proxy_send_timeout 900s;"
+)
 
 
 # the fleet and the sides --------------------------------------------------------------
@@ -494,12 +483,12 @@ async def amain(args: argparse.Namespace) -> int:
     models = MODEL_NAMES[: args.models]
     fleet = Fleet(len(models) * args.containers, NUM_PARALLEL, PROMPT_RATE, DECODE_RATE)
     # enough sessions for the longest window at the highest load, generated once and replayed at every load
-    probe = build_trace(args.seed, 200, models, mix)
-    capacity = fleet.capacity(probe)
+    capacity = fleet.capacity(build_trace(args.seed, 200, models, mix))
     window_real = (args.warmup + args.seconds) * args.time_scale
     sessions = int(window_real * max(args.loads) * capacity / mix.mean_turns() * 1.5) + 20
     trace = build_trace(args.seed, sessions, models, mix)
     capacity = fleet.capacity(trace)
+    no_reuse = fleet.capacity(trace, reuse=False)
     print("bench: measuring the router's hot path", file=sys.stderr)
     hot = hot_path(repeat=5 if args.quick else 20)
     workdir = Path(tempfile.mkdtemp(prefix="ollama-router-routing-"))
@@ -546,9 +535,11 @@ async def amain(args: argparse.Namespace) -> int:
         "fleet": (f"{len(models)} model{'s' if len(models) > 1 else ''} x {args.containers} containers, num_parallel {NUM_PARALLEL}, prompt {PROMPT_RATE:g} tokens/s, "
                   f"decode {DECODE_RATE:g} tokens/s per slot, the emulator's default decode curve"),
         "capacity_rps": round(capacity, 4),
-        "capacity_how": (f"{fleet.containers * fleet.num_parallel} slots / mean slot time of the trace's requests with no prompt reuse: "
-                         f"prompt / {PROMPT_RATE:g} tokens/s + answer x {fleet.token_seconds_full * 1e3:.1f} ms "
-                         f"(a token's time when {NUM_PARALLEL} slots decode)"),
+        "capacity_how": (f"{fleet.containers * fleet.num_parallel} slots / mean slot time of the trace's requests when each turn "
+                         f"evaluates only what it adds to its conversation (the best any placement can do): evaluated prompt / "
+                         f"{PROMPT_RATE:g} tokens/s + answer x {fleet.token_seconds_full * 1e3:.1f} ms (a token's time when "
+                         f"{NUM_PARALLEL} slots decode); with every prompt evaluated whole it would be {no_reuse:.3f} requests/s"),
+        "capacity_no_reuse_rps": round(no_reuse, 4),
         "trace": mix.describe(),
         "trace_summary": summary(trace),
         "hot_path_us": hot,
@@ -575,9 +566,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="smoke run: 80%% load only, short windows (about 2 minutes)")
     parser.add_argument("--loads", type=float, nargs="+", default=None, help="shares of capacity (default 0.5 0.8 1.0; quick 0.8)")
     parser.add_argument("--time-scale", type=float, default=5.0, help="emulator rates x K, trace times / K (default 5)")
-    parser.add_argument("--warmup", type=float, default=None, help="wall seconds before the measured window (default 40; quick 3)")
-    parser.add_argument("--seconds", type=float, default=None, help="wall seconds measured per side and load (default 80; quick 6)")
-    parser.add_argument("--drain", type=float, default=None, help="wall seconds to wait for first tokens after the window (default 20; quick 3)")
+    parser.add_argument("--warmup", type=float, default=None, help="wall seconds before the measured window (default 40; quick 2)")
+    parser.add_argument("--seconds", type=float, default=None, help="wall seconds measured per side and load (default 80; quick 5)")
+    parser.add_argument("--drain", type=float, default=None, help="wall seconds to wait for first tokens after the window (default 20; quick 2)")
     parser.add_argument("--models", type=int, default=1, choices=range(1, len(MODEL_NAMES) + 1), help="models in the fleet (default 1)")
     parser.add_argument("--containers", type=int, default=4, help="containers per model (default 4)")
     parser.add_argument("--seed", type=int, default=16)
@@ -590,19 +581,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     quick = args.quick
     args.loads = args.loads or ([0.8] if quick else [0.5, 0.8, 1.0])
-    args.warmup = args.warmup if args.warmup is not None else (3.0 if quick else 40.0)
-    args.seconds = args.seconds or (6.0 if quick else 80.0)
-    args.drain = args.drain if args.drain is not None else (3.0 if quick else 20.0)
+    args.warmup = args.warmup if args.warmup is not None else (2.0 if quick else 40.0)
+    args.seconds = args.seconds or (5.0 if quick else 80.0)
+    args.drain = args.drain if args.drain is not None else (2.0 if quick else 20.0)
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    try:
+    runner: Callable[[Any], int] = asyncio.run
+    with contextlib.suppress(ImportError):
         import uvloop
-    except ImportError:
-        return asyncio.run(amain(args))
-    return uvloop.run(amain(args))
+
+        runner = uvloop.run
+    return runner(amain(parse_args(argv)))
 
 
 if __name__ == "__main__":

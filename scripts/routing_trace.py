@@ -18,13 +18,16 @@ emulator's tokenizer, so sizes are exact. Sessions arrive as a Poisson
 process; a session's turns follow one another (each waits for the previous
 answer, as a client must): an open loop of sessions, each a closed loop.
 
-Capacity: the requests per second the fleet completes when no prompt is
-reused, i.e. every request evaluates its whole prompt: its slots
-(containers x num_parallel) divided by the mean slot time of a request, its
-prompt at the prompt rate plus its answer at the per-token time of a slot
-when all of its container's slots decode at once. Reuse is what the policies
-compete for: a policy that keeps conversations where their prompts are cached
-has headroom at 100% of it, one that does not is saturated.
+Capacity: the requests per second the fleet completes with all its slots
+busy when every turn evaluates only what it adds to its conversation (its
+new messages; the rest is in the slot that served its previous turn), the
+best any placement can do: its slots (containers x num_parallel) divided by
+the mean slot time of a request, the evaluated prompt at the prompt rate plus
+the answer at the per-token time of a slot when all of its container's slots
+decode at once. At 100% of it even a perfect router has no headroom; a
+placement that makes turns evaluate their conversation again spends slot time
+on it and reaches saturation sooner. (`capacity(reuse=False)`, every prompt
+evaluated whole, is the fleet's capacity if no cache existed.)
 """
 
 from __future__ import annotations
@@ -208,15 +211,24 @@ class Fleet:
         n = self.num_parallel
         return n / (self.decode_rate * speedup(self.curve, n))
 
-    def slot_seconds(self, turn: Turn) -> float:
-        """A request's time on a slot with nothing of its prompt cached."""
-        return turn.prompt_tokens / self.prompt_rate + turn.max_tokens * self.token_seconds_full
+    def slot_seconds(self, prompt_tokens: int, answer_tokens: int) -> float:
+        """A request's time on a slot that evaluates `prompt_tokens` and writes `answer_tokens`."""
+        return prompt_tokens / self.prompt_rate + answer_tokens * self.token_seconds_full
 
-    def capacity(self, trace: list[Session]) -> float:
-        """Requests per second (real time) the fleet completes with no prompt reused."""
-        turns = [t for s in trace for t in s.turns]
-        mean = sum(self.slot_seconds(t) for t in turns) / len(turns)
-        return self.containers * self.num_parallel / mean
+    def capacity(self, trace: list[Session], *, reuse: bool = True) -> float:
+        """Requests per second (real time) the fleet completes, all its slots busy: with `reuse`,
+        each turn evaluating only what it adds to its conversation (the best any placement can
+        do: the fleet's capacity for this trace); without, every prompt evaluated whole."""
+        times = []
+        for session in trace:
+            previous: Turn | None = None
+            for turn in session.turns:
+                prompt = turn.prompt_tokens
+                if reuse and previous is not None:
+                    prompt -= previous.prompt_tokens + previous.max_tokens  # already in its slot
+                times.append(self.slot_seconds(prompt, turn.max_tokens))
+                previous = turn
+        return self.containers * self.num_parallel / (sum(times) / len(times))
 
 
 def summary(trace: list[Session]) -> dict[str, float]:

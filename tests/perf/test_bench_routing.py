@@ -45,13 +45,19 @@ def test_the_trace_mixes_agents_chats_and_one_shots_as_the_issue_says() -> None:
     assert 0.8 < requests / arrivals[-1] < 1.25  # about one request per second of trace time
 
 
-def test_capacity_is_the_slots_over_the_mean_slot_time_without_reuse() -> None:
+def test_capacity_is_the_slots_over_the_mean_slot_time_of_what_each_turn_adds() -> None:
     trace = build_trace(16, 100, MODELS)
     fleet = Fleet(containers=4, num_parallel=4, prompt_rate=4000, decode_rate=40)
-    turns = [t for s in trace for t in s.turns]
     token_seconds = 4 / (40 * 1.79)  # the default curve: 4 decoders run 1.79 times as fast as one
-    mean = sum(t.prompt_tokens / 4000 + t.max_tokens * token_seconds for t in turns) / len(turns)
-    assert abs(fleet.capacity(trace) - 16 / mean) < 1e-9
+    whole, new = [], []
+    for session in trace:
+        for i, turn in enumerate(session.turns):
+            before = session.turns[i - 1].prompt_tokens + session.turns[i - 1].max_tokens if i else 0
+            whole.append(turn.prompt_tokens / 4000 + turn.max_tokens * token_seconds)
+            new.append((turn.prompt_tokens - before) / 4000 + turn.max_tokens * token_seconds)
+    assert abs(fleet.capacity(trace) - 16 / (sum(new) / len(new))) < 1e-9
+    assert abs(fleet.capacity(trace, reuse=False) - 16 / (sum(whole) / len(whole))) < 1e-9
+    assert fleet.capacity(trace) > fleet.capacity(trace, reuse=False)
 
 
 def test_a_short_run_through_the_router_replays_sessions_and_reports_them(tmp_path: Path) -> None:
