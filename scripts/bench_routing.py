@@ -279,7 +279,7 @@ class Sides:
 
 
 async def one_run(
-    side: Side, emulators: Emulators, trace: list[Session], pace: Pace, args: argparse.Namespace, label: str,
+    side: Side, emulators: Emulators, trace: list[Session], pace: Pace, fleet: Fleet, args: argparse.Namespace, label: str,
 ) -> dict[str, Any]:
     async with aiohttp.ClientSession() as http:
         await emulators.reset(http)
@@ -289,7 +289,7 @@ async def one_run(
         result = RunResult(args.warmup, args.seconds, args.drain)
         placements = None
         try:
-            await Replay(trace, urls, pace, result).run(progress_line(label))
+            await Replay(trace, urls, pace, result, fleet.schedule).run(progress_line(label))
         finally:
             cpu = base.cpu_seconds(pid) - cpu_before
             after = await emulators.stats(http)
@@ -482,13 +482,19 @@ async def amain(args: argparse.Namespace) -> int:
     mix = Mix()
     models = MODEL_NAMES[: args.models]
     fleet = Fleet(len(models) * args.containers, NUM_PARALLEL, PROMPT_RATE, DECODE_RATE)
-    # enough sessions for the longest window at the highest load, generated once and replayed at every load
-    capacity = fleet.capacity(build_trace(args.seed, 200, models, mix))
-    window_real = (args.warmup + args.seconds) * args.time_scale
-    sessions = int(window_real * max(args.loads) * capacity / mix.mean_turns() * 1.5) + 20
+    # Sessions already under way for as long as the longest one lasts, then enough for the window
+    # at the highest load: generated once and replayed at every load.
+    sample = build_trace(args.seed, 200, models, mix)
+    capacity = fleet.capacity(sample)
+    # requests queue and decode alongside others, so sessions last longer than their ideal schedule
+    prestart = 1.5 * max(fleet.schedule(s)[-1] for s in sample)
+    window_real = prestart + (args.warmup + args.seconds) * args.time_scale
+    sessions = int(window_real * max(args.loads) * capacity / mix.mean_turns() * 1.3) + 20
     trace = build_trace(args.seed, sessions, models, mix)
     capacity = fleet.capacity(trace)
     no_reuse = fleet.capacity(trace, reuse=False)
+    # the arrivals are spaced for the mix's mean number of turns; this trace's own mean sets the rate
+    per_session = sum(len(s.turns) for s in trace) / len(trace)
     print("bench: measuring the router's hot path", file=sys.stderr)
     hot = hot_path(repeat=5 if args.quick else 20)
     workdir = Path(tempfile.mkdtemp(prefix="ollama-router-routing-"))
@@ -512,12 +518,12 @@ async def amain(args: argparse.Namespace) -> int:
               f"{len(trace)} sessions", file=sys.stderr)
         for index, load in enumerate(args.loads):
             label = f"{load:.0%}"
-            pace = Pace(load * capacity, args.time_scale)
+            pace = Pace(load * capacity * mix.mean_turns() / per_session, args.time_scale, prestart)
             results[label] = {}
             order = sides[index % len(sides):] + sides[: index % len(sides)]
             for side in order:
                 print(f"bench: {label} load, {side.name}", file=sys.stderr, flush=True)
-                run = await one_run(side, emulators, trace, pace, args, f"{label} {side.name}:")
+                run = await one_run(side, emulators, trace, pace, fleet, args, f"{label} {side.name}:")
                 results[label][side.name] = run
                 print(f"  {label} {side.name}: {json.dumps(run)}", file=sys.stderr, flush=True)
             results[label] = {s.name: results[label][s.name] for s in sides}  # table order
@@ -530,6 +536,7 @@ async def amain(args: argparse.Namespace) -> int:
         "warmup_s": args.warmup,
         "seconds": args.seconds,
         "drain_s": args.drain,
+        "prestart_real_s": round(prestart),
         "loads": args.loads,
         "seed": args.seed,
         "fleet": (f"{len(models)} model{'s' if len(models) > 1 else ''} x {args.containers} containers, num_parallel {NUM_PARALLEL}, prompt {PROMPT_RATE:g} tokens/s, "
@@ -566,7 +573,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="smoke run: 80%% load only, short windows (about 2 minutes)")
     parser.add_argument("--loads", type=float, nargs="+", default=None, help="shares of capacity (default 0.5 0.8 1.0; quick 0.8)")
     parser.add_argument("--time-scale", type=float, default=5.0, help="emulator rates x K, trace times / K (default 5)")
-    parser.add_argument("--warmup", type=float, default=None, help="wall seconds before the measured window (default 40; quick 2)")
+    parser.add_argument("--warmup", type=float, default=None, help="wall seconds before the measured window (default 20; quick 2)")
     parser.add_argument("--seconds", type=float, default=None, help="wall seconds measured per side and load (default 80; quick 5)")
     parser.add_argument("--drain", type=float, default=None, help="wall seconds to wait for first tokens after the window (default 20; quick 2)")
     parser.add_argument("--models", type=int, default=1, choices=range(1, len(MODEL_NAMES) + 1), help="models in the fleet (default 1)")
@@ -581,7 +588,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     quick = args.quick
     args.loads = args.loads or ([0.8] if quick else [0.5, 0.8, 1.0])
-    args.warmup = args.warmup if args.warmup is not None else (2.0 if quick else 40.0)
+    args.warmup = args.warmup if args.warmup is not None else (2.0 if quick else 20.0)
     args.seconds = args.seconds or (5.0 if quick else 80.0)
     args.drain = args.drain if args.drain is not None else (2.0 if quick else 20.0)
     return args

@@ -6,7 +6,11 @@ conversation (the previous answers as the side streamed them). Requests are
 OpenAI chat completions, streamed: the time to first token is the time until
 the first event that carries answer text.
 
-A run has a warm-up, then a measured window; no request is sent after it. A
+Sessions already under way when a run starts (those that arrived up to
+`prestart` real seconds earlier) join at the turn they would be at, resending
+their history: the run starts near steady state, and its warm-up only has to
+absorb those first turns, which no cache holds. A run has a warm-up, then a
+measured window; no request is sent after it. A
 request sent in the window counts for the time to first token; one still
 without a first token `drain` seconds after the window counts with the time it
 had waited (a lower bound: a side that falls behind is not flattered). A
@@ -35,9 +39,11 @@ class Pace:
 
     requests_per_second: float  # real time: the load (a share of the fleet's capacity)
     time_scale: float  # the emulators run this many times faster than the real rates
+    prestart: float = 0.0  # real seconds of sessions already under way when the run starts
 
     def arrival(self, session: Session) -> float:
-        return session.arrival / self.requests_per_second / self.time_scale
+        """Wall seconds after the start; negative: it began before the run."""
+        return (session.arrival / self.requests_per_second - self.prestart) / self.time_scale
 
     def pause(self, seconds: float) -> float:
         return seconds / self.time_scale
@@ -91,11 +97,17 @@ class RunResult:
 
 
 class Replay:
-    def __init__(self, trace: list[Session], urls: dict[str, str], pace: Pace, result: RunResult) -> None:
+    """`schedule(session)`: when each of its turns is due, in real seconds after its first
+    (routing_trace.Fleet.schedule); a session that began before the run joins at its next turn."""
+
+    def __init__(
+        self, trace: list[Session], urls: dict[str, str], pace: Pace, result: RunResult, schedule: Callable[[Session], list[float]],
+    ) -> None:
         self.trace = trace
         self.urls = urls  # by model: the side's base URL for it
         self.pace = pace
         self.result = result
+        self.schedule = schedule
         self.started = 0.0
 
     def now(self) -> float:
@@ -136,12 +148,31 @@ class Replay:
             done = sum(1 for o in outcomes if o.done is not None)
             progress(f"{self.now():5.0f}s  sent {len(outcomes)}  done {done}  in flight {pending}  errors {self.result.errors()}")
 
-    async def session(self, http: aiohttp.ClientSession, session: Session) -> None:
-        await asyncio.sleep(max(0.0, self.pace.arrival(session) - self.now()))
-        url = self.urls[session.model] + "/v1/chat/completions"
+    def joining(self, session: Session) -> tuple[float, int, list[dict[str, str]]]:
+        """When the session sends its first request of this run (wall seconds), which turn that is,
+        and the conversation so far. One under way already resends its history, its earlier
+        answers written here (no cache holds them: as after a restart of the fleet)."""
+        at = self.pace.arrival(session)
+        if at >= 0:
+            return at, 0, []
+        behind = -at * self.pace.time_scale
+        offsets = self.schedule(session)
+        done = sum(1 for offset in offsets if offset <= behind)  # turns sent before the run
+        if done >= len(offsets):
+            return 0.0, done, []
         messages: list[dict[str, str]] = []
-        for turn in session.turns:
-            if turn.pause:
+        for turn in session.turns[:done]:
+            messages += [*turn.new_messages, {"role": "assistant", "content": " ".join(["done"] * turn.max_tokens)}]
+        return (offsets[done] - behind) / self.pace.time_scale, done, messages
+
+    async def session(self, http: aiohttp.ClientSession, session: Session) -> None:
+        at, first, messages = self.joining(session)
+        if first >= len(session.turns):
+            return
+        await asyncio.sleep(max(0.0, at - self.now()))
+        url = self.urls[session.model] + "/v1/chat/completions"
+        for index, turn in enumerate(session.turns[first:]):
+            if turn.pause and index:
                 await asyncio.sleep(self.pace.pause(turn.pause))
             if self.now() >= self.result.window_end:
                 return

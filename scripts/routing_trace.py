@@ -215,6 +215,17 @@ class Fleet:
         """A request's time on a slot that evaluates `prompt_tokens` and writes `answer_tokens`."""
         return prompt_tokens / self.prompt_rate + answer_tokens * self.token_seconds_full
 
+    def schedule(self, session: Session) -> list[float]:
+        """When each turn would be sent, in real seconds after the session's first, each earlier
+        one evaluating only what it adds: where a session already under way stands."""
+        offsets = [0.0]
+        previous = 0
+        for turn, following in zip(session.turns, session.turns[1:], strict=False):
+            evaluated = turn.prompt_tokens - previous
+            offsets.append(offsets[-1] + self.slot_seconds(evaluated, turn.max_tokens) + following.pause)
+            previous = turn.prompt_tokens + turn.max_tokens
+        return offsets
+
     def capacity(self, trace: list[Session], *, reuse: bool = True) -> float:
         """Requests per second (real time) the fleet completes, all its slots busy: with `reuse`,
         each turn evaluating only what it adds to its conversation (the best any placement can
