@@ -1,6 +1,6 @@
 """The routing policies: in what order a model's available containers are offered.
 
-Each model names one (catalog `routing:`; README, "Routing policy"). The
+Each model names one (catalog `routing:`; README, "Placement"). The
 balancer hands a policy the model's containers that may take a request now
 (its own, available, in catalog order) and tries them in the order it gets
 back; every policy puts healthy containers before those on probation.
@@ -13,9 +13,9 @@ back; every policy puts healthy containers before those on probation.
   prompt, so only the new turn is processed. Unless that container is gone or
   tried already (failover), is worse off than a sibling (probation, or the
   model not loaded there), or is saturated: its queue is longer than
-  `affinity_max_queue`, or it has `num_parallel` in flight while a sibling has
-  a free slot (every slot of it then serves other requests, so this
-  conversation's cache there is already overwritten). Then, as for a new
+  `affinity_max_queue`, or it has `num_parallel` in flight while a sibling as
+  well off has a free slot (every slot of it then serves other requests, so
+  this conversation's cache there is already overwritten). Then, as for a new
   conversation, the least-loaded sibling takes it (equal loads split by the
   key, so conversations spread and separate router processes agree), and
   becomes the conversation's container.
