@@ -71,6 +71,10 @@ class RouterSettings(BaseSettings):
     # nothing happens), and the fleet's snapshot this often (the console redraws from it)
     events_heartbeat: Seconds = Field(15.0, gt=0, le=15)
     snapshot_interval: Seconds = Field(1.0, gt=0, le=1)
+    # prefix affinity (README, "Routing policy"): conversations remembered, and the queue a
+    # conversation's container may have before its next turn goes to a sibling
+    affinity_max_keys: int = Field(65536, ge=1)
+    affinity_max_queue: int = Field(0, ge=0)
     allowed_origins: CommaList = Field(default_factory=list)  # browser origins besides the local ones (like OLLAMA_ORIGINS)
 
     api_keys_file: str | None = None

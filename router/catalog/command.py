@@ -38,7 +38,7 @@ def load_or_report(path: str) -> LoadResult | None:
 
 def catalog_table(catalog: Catalog) -> Table:
     table = Table(title=f"{catalog.path}: {len(catalog.models)} models, {len(catalog.containers)} containers")
-    for column in ("model", "containers", "GPUs / URL", "aliases", "fallbacks"):
+    for column in ("model", "containers", "GPUs / URL", "routing", "aliases", "fallbacks"):
         table.add_column(column)
     for model in catalog.models.values():
         placements = []
@@ -54,6 +54,7 @@ def catalog_table(catalog: Catalog) -> Table:
             model.tag,
             "\n".join(model.containers),
             "\n".join(placements),
+            model.routing.value,
             "\n".join(model.aliases) or "-",
             " -> ".join(model.fallback) or "-",
         )

@@ -32,6 +32,7 @@ from router.catalog.model import (
     ModelSpec,
     TlsFiles,
     Toleration,
+    default_routing,
 )
 from router.catalog.names import MAX_NAME_CHARS, InvalidModelName, is_cloud_name, parse_model_name
 from router.catalog.placement import url_host
@@ -548,6 +549,7 @@ def build_catalog(spec: CatalogSpec, file: str, line: _Lines) -> LoadResult:
             capabilities=tuple(model.capabilities) if model.capabilities else _default_capabilities(tag),
             description=model.description,
             on_overflow=model.on_overflow or "truncate",
+            routing=model.routing or default_routing(len(model.containers)),
         )
         for alias in model.aliases:
             aliases[alias.strip().lower()] = key

@@ -6,6 +6,7 @@ Field names are those of the README's Catalog section; they are a contract: exte
 
 from __future__ import annotations
 
+import enum
 import math
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
@@ -31,6 +32,19 @@ OLLAMA_PORT = 11434
 # Containers without `host:` run on the engine DOCKER_HOST (or the default socket)
 # names; a `hosts:` entry of this name overrides it.
 LOCAL_HOST = "local"
+
+
+class Routing(enum.StrEnum):
+    """How the router spreads a model's requests over its containers (README, "Routing policy")."""
+
+    AFFINITY = "affinity"  # a conversation stays on the container that holds its prompt cache
+    LEAST_LOADED = "least_loaded"  # the container with the fewest requests in flight
+    ROUND_ROBIN = "round_robin"  # each container in turn
+
+
+def default_routing(containers: int) -> Routing:
+    """Affinity where a model has siblings; with one container there is nothing to choose."""
+    return Routing.AFFINITY if containers > 1 else Routing.LEAST_LOADED
 
 
 def _keep_alive(value: Any) -> Any:
@@ -132,6 +146,7 @@ class ModelSpec(_Strict):
     owned_by: str | None = None
     capabilities: StrictStrList | None = None
     description: str | None = None
+    routing: Routing | None = None
 
 
 class RouterSpec(_Strict):
@@ -164,6 +179,8 @@ class RouterSpec(_Strict):
     redis_prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")] | None = None
     redis_failure: Literal["open", "closed"] | None = None
     redis_lease: Seconds | None = None
+    affinity_max_keys: Annotated[int, Field(ge=1, strict=True)] | None = None
+    affinity_max_queue: Annotated[int, Field(ge=0, strict=True)] | None = None
 
 
 class CatalogSpec(_Strict):
@@ -255,6 +272,12 @@ class Model:
     capabilities: tuple[str, ...] = ("completion",)
     description: str | None = None
     on_overflow: str = "truncate"  # or "refuse": a prompt longer than the window is an error, not cut
+    routing: Routing = Routing.LEAST_LOADED
+
+    @property
+    def keyed(self) -> bool:
+        """Its requests are placed by conversation: affinity, and siblings to choose from."""
+        return self.routing is Routing.AFFINITY and len(self.containers) > 1
 
     @property
     def is_embedding(self) -> bool:

@@ -1,12 +1,13 @@
 """Pick a container for a model and hold one of its in-flight slots.
 
-Policy (README, "Routing policy"): among the model's containers that may take
-a request now, healthy ones (up) come first, those with the model loaded
-before the others, then the fewest requests in flight, then catalog order
-(primary first); a container on probation after an ejection comes last and
-takes one request at a time. A container's in-flight cap is its
-`num_parallel`. When every candidate is full, wait in the shortest queue of a
-healthy one; when every queue is full, refuse at once.
+The candidates are the model's own containers that may take a request now
+(`Fleet.available`: a container on probation after an ejection takes one
+request at a time), in the order of the model's routing policy
+(router.fleet.routing: affinity, least_loaded or round_robin; each puts
+healthy containers before those on probation). A container's in-flight cap is
+its `num_parallel`: the first candidate with a free slot takes the request.
+When every candidate is full, wait in the shortest queue of a healthy one;
+when every queue is full, refuse at once.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Mapping
 
 from router.catalog import Model
 from router.fleet.fleet import Fleet
+from router.fleet.routing import Policies
 from router.fleet.state import ContainerState, Phase
 from router.limits import ContainerGone, QueueFull, QueueTimeout
 
@@ -25,24 +27,31 @@ class NoContainer(Exception):
 
 
 class Balancer:
-    def __init__(self, fleet: Fleet) -> None:
+    def __init__(self, fleet: Fleet, policies: Policies | None = None) -> None:
         self.fleet = fleet
+        self.policies = policies if policies is not None else Policies()
 
     def candidates(
         self,
         model: Model,
         exclude: set[str] | frozenset[str] = frozenset(),
         containers: Mapping[str, ContainerState] | None = None,
+        key: int | None = None,
     ) -> list[ContainerState]:
-        """`containers`: the states of the catalog the request started under (default: the fleet's now)."""
+        """`containers`: the states of the catalog the request started under (default: the fleet's now);
+        `key`: the request's conversation key (router.http.prefix), for affinity."""
         now = time.time()
         available = self.fleet.available
         pool = self.fleet.containers if containers is None else containers
         states = [s for name in model.containers if name not in exclude and (s := pool.get(name)) is not None and available(s, now)]
         if len(states) > 1:
-            order = {name: i for i, name in enumerate(model.containers)}
-            states.sort(key=lambda s: (s.phase is not Phase.UP, not s.has_loaded(model), s.in_flight, order[s.name]))
+            return self.policies[model.routing].order(model, states, key)
         return states
+
+    def placed(self, model: Model, key: int | None, state: ContainerState, offered: list[ContainerState]) -> None:
+        """`state`, one of the candidates `offered`, holds a slot for the request: the policy learns it."""
+        if key is not None:
+            self.policies[model.routing].placed(model, key, state, offered)
 
     async def acquire(self, candidates: list[ContainerState], caller: str, queue_timeout: float) -> ContainerState:
         """A container of `candidates` with a slot held for `caller`, who must `slots.release(caller)`."""

@@ -3,6 +3,10 @@ between them: how an error looks, how a stream that broke midway must end,
 and how to tell a finished stream from a truncated one. Everything else (the
 proxy, metrics, the access log) is shared.
 
+Each also says how a request of its endpoints names its conversation
+(`conversation_key`, from the parsed body; router.http.prefix), which prefix
+affinity places by.
+
 Which adapter a request gets depends on its path alone (`api_for`), so errors
 raised before routing (a 401, a 413, a malformed request) are in the right
 shape too. Wire facts: docs/ollama-wire.md §9 (native and OpenAI errors),
@@ -12,12 +16,15 @@ docs/ollama-wire-2026.md (Responses and Anthropic Messages).
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import orjson
 from aiohttp import web
 
 from router import wire
+from router.http import prefix
 from router.http.errors import MethodNotAllowed, NotFoundRoute, RouterError
 
 ENDED_WITH_ERROR = "stream ended with an error event"
@@ -53,6 +60,16 @@ class Api:
     """Ollama's native API (and the router's own paths): `{"error": "..."}`, NDJSON streams."""
 
     name = "ollama"
+    # by path: how a request's body names its conversation (paths without one, such as embeddings, have none)
+    conversation_keys: ClassVar[Mapping[str, prefix.KeyFunction]] = {
+        "/api/chat": prefix.chat_key,
+        "/api/generate": prefix.generate_key,
+    }
+
+    def conversation_key(self, path: str, payload: dict[str, Any]) -> int | None:
+        """The hash of the conversation's start (router.http.prefix), or None when the request has none."""
+        key_of = self.conversation_keys.get(path)
+        return key_of(payload) if key_of is not None else None
 
     def render(self, error: RouterError, request_id: str) -> web.Response:
         if isinstance(error, (NotFoundRoute, MethodNotAllowed)):
@@ -88,6 +105,10 @@ class OpenAIApi(Api):
     """OpenAI chat/completions/embeddings: the error envelope; SSE streams end with [DONE]."""
 
     name = "openai"
+    conversation_keys: ClassVar[Mapping[str, prefix.KeyFunction]] = {
+        "/v1/chat/completions": prefix.chat_key,
+        "/v1/completions": prefix.completion_key,
+    }
 
     def render(self, error: RouterError, request_id: str) -> web.Response:
         body = wire.openai_error_body(error.message, error.status, type_=error.openai_type, param=error.param, code=error.code)
@@ -119,6 +140,7 @@ class ResponsesApi(OpenAIApi):
     """OpenAI Responses: OpenAI's errors; a stream is complete once `response.completed` came."""
 
     name = "responses"
+    conversation_keys: ClassVar[Mapping[str, prefix.KeyFunction]] = {"/v1/responses": prefix.responses_key}
     # Ollama writes each event's data with sorted keys, so "type" is the data's last key.
     COMPLETE = (b'"type":"response.completed"}', b'"type":"response.incomplete"}')
     FAILED = (b'"type":"response.failed"}', b'"type":"error"}')
@@ -169,6 +191,7 @@ class AnthropicApi(Api):
     """Anthropic Messages: `{"type":"error",...}`; a stream is complete once `message_stop` came."""
 
     name = "anthropic"
+    conversation_keys: ClassVar[Mapping[str, prefix.KeyFunction]] = {"/v1/messages": prefix.anthropic_key}
 
     def render(self, error: RouterError, request_id: str) -> web.Response:
         """Anthropic's envelope; its id also in `request-id`, where Anthropic's SDKs look for it."""
@@ -214,6 +237,7 @@ class RouterApi(Api):
     """The router's own paths (/healthz, /router/*, /metrics, /ui): native-shaped errors."""
 
     name = "router"
+    conversation_keys: ClassVar[Mapping[str, prefix.KeyFunction]] = {}
 
 
 OLLAMA = Api()

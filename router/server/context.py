@@ -93,11 +93,13 @@ async def forward_call(
     pins = request.path in PINNED_PATHS and any(pinned(m) for m in chain)
     if pins and payload is not None:
         refuse_ambiguous(payload, body, RUNNER_FIELDS, AmbiguousField)  # Go would merge `Options` into `options`
+    api = api_for(request.path)
+    path = request.path
     call = Call(
         request=request,
         record=record_of(request),
-        api=api_for(request.path),
-        path=request.path,
+        api=api,
+        path=path,
         payload=payload if payload is not None else {},
         body=body,
         model=model,
@@ -109,5 +111,7 @@ async def forward_call(
         needs=REQUIRED.get(request.path),
         pins=pins,
         upload=upload,
+        # an upload (a form, not JSON) names no conversation
+        conversation=api.conversation_key(path, payload) if payload is not None and model.key in runtime.keyed else None,
     )
     return await services(request).proxy.forward(call)

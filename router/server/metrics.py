@@ -25,6 +25,7 @@ from prometheus_client.registry import Collector
 from router import wire
 from router.events import EventHub
 from router.fleet.fleet import Fleet
+from router.fleet.routing import OUTCOMES, Policies
 from router.fleet.state import Phase
 from router.http.record import Record
 from router.limits import Limits
@@ -151,10 +152,30 @@ class LimitsCollector(Collector):
         yield CounterMetricFamily(PREFIX + "limits_store_losses", "times the connection to the limits store was lost", value=float(health.losses))
 
 
+class AffinityCollector(Collector):
+    """Placements of keyed requests per model and outcome, and the conversations remembered, read when scraped."""
+
+    def __init__(self, policies: Policies) -> None:
+        self.affinity = policies.affinity
+
+    def collect(self) -> Iterator[Metric]:
+        placements = CounterMetricFamily(
+            PREFIX + "affinity", "placements of requests by conversation (prefix affinity), by outcome", labels=["model", "outcome"],
+        )
+        for counts in self.affinity.counts.values():
+            for outcome in OUTCOMES:
+                placements.add_metric([counts.tag, outcome], float(getattr(counts, outcome)))
+        yield placements
+        yield GaugeMetricFamily(PREFIX + "affinity_keys", "conversations remembered by prefix affinity", value=len(self.affinity.homes))
+
+
 class RouterMetrics(Collector):
     """One registry per app (tests run several routers in one process)."""
 
-    def __init__(self, fleet: Fleet, *, events: EventHub, window: Window, cold_load_threshold: float, limits: Limits | None = None) -> None:
+    def __init__(
+        self, fleet: Fleet, *, events: EventHub, window: Window, cold_load_threshold: float,
+        limits: Limits | None = None, policies: Policies | None = None,
+    ) -> None:
         self.fleet = fleet
         self.events = events
         self.window = window
@@ -181,6 +202,8 @@ class RouterMetrics(Collector):
         self.registry.register(FleetCollector(fleet))
         if limits is not None:
             self.registry.register(LimitsCollector(limits))
+        if policies is not None:
+            self.registry.register(AffinityCollector(policies))
 
     def collect(self) -> Iterator[Metric]:
         for series in self.series:

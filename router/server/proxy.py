@@ -105,6 +105,7 @@ class Call:
     needs: Version | None = None  # the first Ollama release that serves this endpoint
     pins: bool = False  # a native request for a model whose runner settings are pinned
     upload: Upload | None = None  # instead of `body`
+    conversation: int | None = None  # the conversation key (router.http.prefix), when a model of the chain places by it
 
     def body_for(self, target: Model) -> bytes:
         """The body to send when `target` serves: as the client wrote it when it names that
@@ -161,13 +162,15 @@ class Proxy:
     async def _forward(self, call: Call, key: str) -> web.StreamResponse:
         record = call.record
         containers = call.containers
-        candidates = self.balancer.candidates
+        balancer = self.balancer
+        candidates = balancer.candidates
+        conversation = call.conversation
         serves = call.serves
         plan = attempts(
             call.chain,
             # a container too old for the endpoint is skipped like one that is down
-            (lambda model, tried: candidates(model, tried, containers)) if call.needs is None
-            else (lambda model, tried: [s for s in candidates(model, tried, containers) if serves(s)]),
+            (lambda model, tried: candidates(model, tried, containers, conversation)) if call.needs is None
+            else (lambda model, tried: [s for s in candidates(model, tried, containers, conversation) if serves(s)]),
             call.caller.allows if call.caller is not None else None,
         )
         last_failure: Failure | None = None
@@ -178,7 +181,7 @@ class Proxy:
             target = attempt.model
             waited_from = time.perf_counter()
             try:
-                state = await self.balancer.acquire(attempt.candidates, key, call.settings.queue_timeout)
+                state = await balancer.acquire(attempt.candidates, key, call.settings.queue_timeout)
             except (QueueFull, QueueTimeout) as exc:
                 queue_refused = True
                 first_reason = first_reason or type(exc).__name__
@@ -192,6 +195,8 @@ class Proxy:
                 continue
             finally:
                 record.queue_wait += time.perf_counter() - waited_from
+            if conversation is not None:
+                balancer.placed(target, conversation, state, attempt.candidates)
             record.attempts += 1
             try:
                 outcome = await self._attempt(call, state, target, (first_reason or "no_container") if attempt.fallback else None)

@@ -120,6 +120,7 @@ class Reloader:
             enabled=settings.keep_warm,
         )
         services.metrics.configure(cold_load_threshold=settings.cold_load_threshold)
+        services.balancer.policies.affinity.configure(max_keys=settings.affinity_max_keys, max_queue=settings.affinity_max_queue)
         # New and changed containers are probed and preloaded while the current catalog
         # keeps serving: the swap below is the first moment a request can reach them.
         staged = services.fleet.stage(catalog, policy)

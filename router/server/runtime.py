@@ -31,6 +31,7 @@ from router.fleet.fleet import Fleet, FleetPolicy
 from router.fleet.health import HealthMonitor
 from router.fleet.keepwarm import KeepWarm
 from router.fleet.plan import fallback_chain
+from router.fleet.routing import Policies
 from router.fleet.state import ContainerState
 from router.http.body import BodyReader
 from router.limits import Limits
@@ -70,6 +71,7 @@ class Runtime:
     info: CatalogInfo
     containers: Mapping[str, ContainerState]  # this catalog's containers, as the fleet held them when it was built
     chains: Mapping[str, tuple[Model, ...]]  # by model key: the model, then its fallbacks
+    keyed: frozenset[str]  # model keys whose chain places requests by conversation (affinity): key them
     body_reader: BodyReader
     origins: OriginPolicy
     pins: Pins = field(default_factory=Pins)
@@ -107,12 +109,14 @@ def catalog_digest(text: str | None, catalog: Catalog) -> str:
 
 
 def build_runtime(catalog: Catalog, settings: RouterSettings, fleet: Fleet, *, source_text: str | None = None) -> Runtime:
+    chains = {model.key: fallback_chain(model, catalog.resolve) for model in catalog.models.values()}
     return Runtime(
         catalog=catalog,
         settings=settings,
         info=CatalogInfo(catalog.path, catalog_digest(source_text, catalog), time.time()),
         containers=dict(fleet.containers),
-        chains={model.key: fallback_chain(model, catalog.resolve) for model in catalog.models.values()},
+        chains=chains,
+        keyed=frozenset(key for key, chain in chains.items() if any(m.keyed for m in chain)),
         body_reader=BodyReader(settings.max_body_bytes, settings.body_timeout, settings.log_bodies),
         origins=OriginPolicy(settings.allowed_origins, check_host=is_loopback(settings.host)),
     )
@@ -198,9 +202,12 @@ def build_services(
         check_timeout=settings.ttft_timeout, enabled=settings.keep_warm,
     )
     health = HealthMonitor(fleet, interval=settings.health_interval, probe_timeout=settings.probe_timeout, on_probe=keepwarm.after_probe)
-    balancer = Balancer(fleet)
+    balancer = Balancer(fleet, Policies(affinity_max_keys=settings.affinity_max_keys, affinity_max_queue=settings.affinity_max_queue))
     window = Window()
-    metrics = RouterMetrics(fleet, events=events, window=window, cold_load_threshold=settings.cold_load_threshold, limits=limits)
+    metrics = RouterMetrics(
+        fleet, events=events, window=window, cold_load_threshold=settings.cold_load_threshold, limits=limits,
+        policies=balancer.policies,
+    )
     proxy = Proxy(fleet, balancer, limits, events)
     holder = RuntimeHolder(build_runtime(catalog, settings, fleet, source_text=source_text))
     return Services(

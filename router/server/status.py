@@ -8,6 +8,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from router.fleet.routing import OUTCOMES
 from router.fleet.state import ContainerState, Phase
 from router.limits import LimitsHealth
 from router.server.reload import Reloader
@@ -69,9 +70,11 @@ def limits_status(health: LimitsHealth) -> dict[str, Any]:
 
 def status_document(svc: Services, runtime: Runtime, reloader: Reloader | None) -> dict[str, Any]:
     fleet = svc.fleet
+    affinity = svc.balancer.policies.affinity
     models = []
     for model in runtime.catalog.models.values():
         states = runtime.states_for(model)
+        counts = affinity.counts.get(model.key)
         models.append({
             "model": model.tag,
             "aliases": list(model.aliases),
@@ -81,6 +84,8 @@ def status_document(svc: Services, runtime: Runtime, reloader: Reloader | None) 
             "containers": [s.name for s in states],
             "ready": fleet.model_ready(model),
             "up": [s.name for s in states if s.routable],
+            "routing": model.routing.value,
+            "affinity": counts.as_dict() if counts is not None else dict.fromkeys(OUTCOMES, 0),
         })
     info = runtime.info
     return {
@@ -99,6 +104,7 @@ def status_document(svc: Services, runtime: Runtime, reloader: Reloader | None) 
             "fallbacks": svc.metrics.fallbacks_total,
             "stream_failures": svc.proxy.stream_failures,
             "keepwarm_pings": svc.keepwarm.pings,
+            "affinity_keys": len(affinity.homes),
         },
         "limits": limits_status(svc.limits.health()),
         "preload_errors": dict(fleet.preload_errors),

@@ -53,16 +53,24 @@ def _table_rows(out: str) -> dict[str, list[str]]:
     return {cells[0]: cells for line in out.splitlines() if (cells := _cells(line)) and cells[0]}
 
 
-def test_success_prints_models_containers_gpus_aliases_fallbacks(validate: Validate) -> None:
+def test_success_prints_models_containers_gpus_routing_aliases_fallbacks(validate: Validate) -> None:
     _path, outcome = validate(BASE)
     assert (outcome.code, outcome.err) == (0, "")
     rows = _table_rows(outcome.out)
-    assert rows["model"] == ["model", "containers", "GPUs / URL", "aliases", "fallbacks"]
-    assert rows["llama3.2:3b"] == ["llama3.2:3b", "llama-a", "GPU 0 :11501", "gpt-4o-mini", "qwen2.5:7b"]
-    assert rows["qwen2.5:7b"] == ["qwen2.5:7b", "remote", "http://127.0.0.1:11434", "gpt-4o", "-"]
+    assert rows["model"] == ["model", "containers", "GPUs / URL", "routing", "aliases", "fallbacks"]
+    # a model with siblings places by conversation unless told otherwise; one container has nothing to choose
+    assert rows["llama3.2:3b"] == ["llama3.2:3b", "llama-a", "GPU 0 :11501", "affinity", "gpt-4o-mini", "qwen2.5:7b"]
+    assert rows["qwen2.5:7b"] == ["qwen2.5:7b", "remote", "http://127.0.0.1:11434", "least_loaded", "gpt-4o", "-"]
     # the second container of llama3.2:3b sits on the next table line
     lines = [_cells(line) for line in outcome.out.splitlines()]
-    assert lines[lines.index(rows["llama3.2:3b"]) + 1] == ["", "llama-b", "GPU 1 :11502", "", ""]
+    assert lines[lines.index(rows["llama3.2:3b"]) + 1] == ["", "llama-b", "GPU 1 :11502", "", "", ""]
+
+
+@pytest.mark.parametrize("routing", ["affinity", "least_loaded", "round_robin"])
+def test_the_routing_the_catalog_names_is_shown(validate: Validate, routing: str) -> None:
+    _path, outcome = validate(edit("    fallback: [qwen2.5:7b]\n", f"    fallback: [qwen2.5:7b]\n    routing: {routing}\n"))
+    assert outcome.code == 0, outcome.err
+    assert _table_rows(outcome.out)["llama3.2:3b"][3] == routing
 
 
 def test_table_shows_normalised_tags(validate: Validate) -> None:

@@ -39,6 +39,12 @@ RULES: list[tuple[str, str, str]] = [
     ("type-name-like-a-type", edit("  remote:\n    url: http://127.0.0.1:11434\n", f"  internal:\n    url: 5{M}\n")
      .replace("[remote]", "[internal]"), "containers.internal.url: Input should be a valid string"),
     ("type-version", edit("version: 1\n", f"version: 2{M}\n"), "version: Input should be less than or equal to 1"),
+    ("routing-unknown", edit("    fallback: [qwen2.5:7b]\n", f"    fallback: [qwen2.5:7b]\n    routing: sticky{M}\n"),
+     "models.llama3.2:3b.routing: Input should be 'affinity', 'least_loaded' or 'round_robin'"),
+    ("routing-not-a-string", edit("    fallback: [qwen2.5:7b]\n", f"    fallback: [qwen2.5:7b]\n    routing: [affinity]{M}\n"),
+     "models.llama3.2:3b.routing: Input should be 'affinity', 'least_loaded' or 'round_robin'"),
+    ("affinity-max-keys-zero", edit("defaults:\n", f"router:\n  affinity_max_keys: 0{M}\ndefaults:\n"),
+     "router.affinity_max_keys: Input should be greater than or equal to 1"),
     # cross references
     ("model-unknown-container", edit("    containers: [llama-a, llama-b]\n", f"    containers: [llama-a, llama-c]{M}\n"),
      "model 'llama3.2:3b' names container 'llama-c', which is not in containers:"),

@@ -17,6 +17,9 @@ from tests.fleet.support import FAST, MODEL, TWO_CONTAINERS, Reply, chat, chat_b
 from tests.harness import RouterFleet, catalog_yaml, router_fleet
 
 LONG_EJECTION = {**FAST, "failure_threshold": 3, "base_ejection_time": 600, "max_ejection_time": 600}
+# Placed by load, every request tries the failing container again until it is ejected; one conversation
+# placed by affinity would leave it after its first failure (tests/fleet/test_affinity.py).
+BY_LOAD = catalog_yaml("a", "b", models={MODEL: "containers: [a, b], routing: least_loaded"})
 
 
 async def metric(fleet: RouterFleet, name: str, container: str) -> float:
@@ -29,7 +32,7 @@ async def metric(fleet: RouterFleet, name: str, container: str) -> float:
 
 @pytest.mark.parametrize("api", ["openai", "ollama"])
 async def test_a_container_failing_every_generation_while_its_probes_pass_leaves_rotation(api: str) -> None:
-    async with router_fleet(TWO_CONTAINERS, settings=LONG_EJECTION) as fleet:
+    async with router_fleet(BY_LOAD, settings=LONG_EJECTION) as fleet:
         await fleet.wait_warm()
         await fleet.backends["a"].add_fault("error", -1, model=MODEL)  # every generation: 500
         with structlog.testing.capture_logs() as logs:
@@ -54,7 +57,7 @@ async def test_a_container_failing_every_generation_while_its_probes_pass_leaves
 
 async def test_an_ejected_container_comes_back_once_it_serves_again() -> None:
     settings = {**FAST, "failure_threshold": 3, "base_ejection_time": 0.5, "max_ejection_time": 2}
-    async with router_fleet(TWO_CONTAINERS, settings=settings) as fleet:
+    async with router_fleet(BY_LOAD, settings=settings) as fleet:
         await fleet.wait_warm()
         a = fleet.backends["a"]
         await a.add_fault("error", -1, model=MODEL)

@@ -101,9 +101,13 @@ async def test_client_leaving_before_the_first_token_cancels_upstream(fleet: Rou
 
 
 async def test_concurrent_streams_spread_over_the_models_containers(fleet: RouterFleet) -> None:
-    body = orjson.dumps({"model": "gpt-4o-mini", "messages": MESSAGES, "max_tokens": SHORT, "stream": True})
-    async with fleet.session.post(fleet.url + "/v1/chat/completions", data=body) as first:
-        async with fleet.session.post(fleet.url + "/v1/chat/completions", data=body) as second:
+    # two conversations (the model places by conversation: a new one goes to the least-loaded container)
+    bodies = [
+        orjson.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": text}], "max_tokens": SHORT, "stream": True})
+        for text in ("Tell me about whales.", "Tell me about owls.")
+    ]
+    async with fleet.session.post(fleet.url + "/v1/chat/completions", data=bodies[0]) as first:
+        async with fleet.session.post(fleet.url + "/v1/chat/completions", data=bodies[1]) as second:
             containers = {first.headers["X-Router-Container"], second.headers["X-Router-Container"]}
             await first.read()
             await second.read()
