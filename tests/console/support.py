@@ -68,9 +68,11 @@ async def keyed_fleet(directory: Path, catalog: str = CATALOG, **kwargs: Any) ->
         yield KeyedFleet(fleet, file, keys)
 
 
-async def chat(fleet: RouterFleet, model: str, *, stream: bool = True, headers: dict[str, str] | None = None) -> int:
+async def chat(
+    fleet: RouterFleet, model: str, *, stream: bool = True, headers: dict[str, str] | None = None, text: str = "hello",
+) -> int:
     """One Ollama chat through the router, read to its end; its status."""
-    body = {"model": model, "messages": [{"role": "user", "content": "hello"}], "stream": stream}
+    body = {"model": model, "messages": [{"role": "user", "content": text}], "stream": stream}
     async with fleet.session.post(fleet.url + "/api/chat", json=body, headers=headers) as response:
         await response.read()
         return response.status
@@ -91,7 +93,8 @@ def total(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: s
 
 
 class Load:
-    """Chats in the background (`concurrency` at a time per model) until stopped."""
+    """Chats in the background (`concurrency` at a time per model) until stopped, each one a
+    conversation of its own, as many users' are (one conversation stays on its container)."""
 
     def __init__(self, fleet: RouterFleet, models: list[str], concurrency: int = 2) -> None:
         self.fleet = fleet
@@ -103,7 +106,7 @@ class Load:
         while True:
             self.sent += 1
             try:
-                self.statuses.append(await chat(self.fleet, model))
+                self.statuses.append(await chat(self.fleet, model, text=f"hello {self.sent}"))
             except aiohttp.ClientError:  # a connection the router cut (a stream that broke): the load goes on
                 self.statuses.append(0)
 

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import anthropic
 import ollama
 import openai
 import pytest
@@ -147,6 +148,38 @@ async def test_an_ollama_conversation_stays_on_its_container_while_the_sibling_i
             prompt_tokens, served = await served_by(fleet, lambda: ollama_turn(client, talk, follow_up))  # noqa: B023 - awaited at once
             assert served == {home: 1}
             assert prompt_tokens < 30
+
+
+async def messages_or_responses_turn(fleet: RouterFleet, api: str, talk: Conversation) -> str:
+    """One turn through Anthropic's client (`system` + `messages`) or OpenAI Responses
+    (`instructions` + `input`); the container that served it."""
+    system, rest = talk.messages[0]["content"], talk.messages[1:]
+    if api == "anthropic":
+        claude = anthropic.AsyncAnthropic(base_url=fleet.url, api_key="unused", max_retries=0)
+        raw = await claude.messages.with_raw_response.create(model=LLAMA, max_tokens=TURN_TOKENS, system=system, messages=rest)  # type: ignore[arg-type]
+        message = await raw.parse()  # anthropic's async raw response parses asynchronously
+        answer = "".join(block.text for block in message.content if block.type == "text")
+    else:
+        responses = await openai_client(fleet).responses.with_raw_response.create(
+            model=LLAMA, max_output_tokens=TURN_TOKENS, instructions=system, input=rest,  # type: ignore[arg-type]
+        )
+        raw, answer = responses, responses.parse().output_text
+    talk.answered(answer, "And then?")
+    return raw.headers["X-Router-Container"]
+
+
+@pytest.mark.parametrize("api", ["anthropic", "responses"])
+async def test_anthropic_and_responses_conversations_stay_on_their_container(fleet: RouterFleet, api: str) -> None:
+    talk = Conversation(f"{api} glaciers")
+    home = await messages_or_responses_turn(fleet, api, talk)
+    reused = (await fleet.backends[home].stats())["prompt_tokens_reused"]
+    # the same conversation through OpenAI chat: the same key, so the same container, now busier
+    async with held(openai_client(fleet), talk.branch()) as busy:
+        assert busy == home
+        for _ in range(2):
+            assert (await in_flight(fleet, home), await in_flight(fleet, other(home))) == (1, 0)
+            assert await messages_or_responses_turn(fleet, api, talk) == home
+    assert (await fleet.backends[home].stats())["prompt_tokens_reused"] - reused > 600  # its prompt, found cached
 
 
 async def test_a_full_container_spills_the_conversation_to_its_sibling_where_it_stays(fleet: RouterFleet) -> None:
