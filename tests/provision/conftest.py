@@ -261,7 +261,10 @@ def make_catalog(tmp_path: Path, docker_client: Any, emulator_image: str) -> Ite
         hosts: dict[str, dict[str, Any]] | None = None,
     ) -> ProvisionCatalog:
         for container in containers:
-            ports.setdefault(container, free_port())
+            while container not in ports:
+                port = free_port()  # free now, but the kernel may hand out the same one twice
+                if port not in ports.values():
+                    ports[container] = port
         path = tmp_path / f"{name}.yaml"
         path.write_text(render_catalog(containers, models, ports, volume, hosts))
         return ProvisionCatalog(path, project, dict(ports), volume)

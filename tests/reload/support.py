@@ -172,7 +172,12 @@ class Outcome:
 CHAT_STREAM = "/api/chat"
 CHAT_OPENAI = "/v1/chat/completions"
 GENERATE = "/api/generate"
-MESSAGES = [{"role": "user", "content": "Tell me a story"}]
+STORIES = itertools.count()
+
+
+def messages() -> list[dict[str, str]]:
+    """A conversation of its own: many users, not one (affinity routing spreads conversations)."""
+    return [{"role": "user", "content": f"Tell me story number {next(STORIES)}"}]
 
 
 async def send(
@@ -191,13 +196,13 @@ async def send(
     if outcome is None:
         outcome = Outcome(name, kind, timeline.now() if timeline is not None else (0, 0), time.monotonic())
     if kind == "stream":
-        body: dict[str, Any] = {"model": name, "messages": MESSAGES, "options": {"num_predict": tokens}}
+        body: dict[str, Any] = {"model": name, "messages": messages(), "options": {"num_predict": tokens}}
         path = CHAT_STREAM
     elif kind == "openai":
-        body = {"model": name, "messages": MESSAGES, "max_tokens": tokens}
+        body = {"model": name, "messages": messages(), "max_tokens": tokens}
         path = CHAT_OPENAI
     else:
-        body = {"model": name, "prompt": "hi", "stream": False, "options": {"num_predict": tokens}}
+        body = {"model": name, "prompt": f"hi {next(STORIES)}", "stream": False, "options": {"num_predict": tokens}}
         path = GENERATE
     async with session.post(url + path, data=orjson.dumps(body)) as response:
         if timeline is not None:

@@ -19,13 +19,13 @@ from tests.access.support import keys_add
 from tests.conftest import EmulatorFactory
 from tests.reload.support import (
     LLAMA,
-    MESSAGES,
     QWEN,
     Load,
     Served,
     Timeline,
     catalog_text,
     digest,
+    messages,
     reload_by_api,
     router_status,
     send,
@@ -98,7 +98,7 @@ async def test_a_request_that_started_before_a_reload_finishes_under_the_old_cat
     y = emulator(models=[QWEN], embedding_models=[])
     path = tmp_path / "catalog.yaml"
     path.write_text(catalog_text({"x": x.url}, {LLAMA: (["x"], ["chat"])}))
-    body = orjson.dumps({"model": "chat", "messages": MESSAGES, "stream": False})
+    body = orjson.dumps({"model": "chat", "messages": messages(), "stream": False})
     async with serve(path, tmp_path / "router.log") as served, aiohttp.ClientSession() as session:
         reader, writer = await _raw_headers(served, body)
         try:
