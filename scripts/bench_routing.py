@@ -50,6 +50,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 import os
@@ -395,14 +396,21 @@ def hot_path(repeat: int = 20, number: int = 1000) -> dict[str, float]:
             for state in fleet.containers.values():
                 fleet.probe_passed(state, version="0", loaded={model.key: LoadedModel(model.tag, model.key, None)}, tags=[])
             balancer = Balancer(fleet, Policies())
-            key = 0x5EED if policy == "affinity" else None
+            keys = itertools.count(1)
+            variants = {"": lambda: None} if policy != "affinity" else {
+                " (a returning conversation)": lambda: 0x5EED,
+                " (a new conversation)": keys.__next__,
+            }
+            for variant, key_of in variants.items():
 
-            def place(balancer: Balancer = balancer, model: Any = model, key: int | None = key) -> None:
-                offered = balancer.candidates(model, frozenset(), None, key)
-                balancer.placed(model, key, offered[0], offered)
+                def place(balancer: Balancer = balancer, model: Any = model, key_of: Callable[[], int | None] = key_of) -> None:
+                    key = key_of()
+                    offered = balancer.candidates(model, frozenset(), None, key, 0xA9E47)
+                    balancer.placed(model, key, offered[0], offered, 40_000, 0xA9E47)
 
-            place()
-            costs[f"order + place: {policy}, {containers} containers"] = round(best(place), 2)
+                for _ in range(64):  # every runner's slots hold conversations
+                    place()
+                costs[f"order + place: {policy}{variant}, {containers} containers"] = round(best(place), 2)
     return costs
 
 

@@ -37,21 +37,29 @@ class Balancer:
         exclude: set[str] | frozenset[str] = frozenset(),
         containers: Mapping[str, ContainerState] | None = None,
         key: int | None = None,
+        preamble: int = 0,
     ) -> list[ContainerState]:
         """`containers`: the states of the catalog the request started under (default: the fleet's now);
-        `key`: the request's conversation key (router.http.prefix), for affinity."""
+        `key`, `preamble`: the request's conversation (router.http.prefix), for affinity."""
         now = time.time()
         available = self.fleet.available
         pool = self.fleet.containers if containers is None else containers
         states = [s for name in model.containers if name not in exclude and (s := pool.get(name)) is not None and available(s, now)]
         if len(states) > 1:
-            return self.policies[model.routing].order(model, states, key)
+            return self.policies[model.routing].order(model, states, key, preamble)
         return states
 
-    def placed(self, model: Model, key: int | None, state: ContainerState, offered: list[ContainerState]) -> None:
-        """`state`, one of the candidates `offered`, holds a slot for the request: the policy learns it."""
-        if key is not None:
-            self.policies[model.routing].placed(model, key, state, offered)
+    def placed(
+        self, model: Model, key: int | None, state: ContainerState, offered: list[ContainerState], weight: int = 0, preamble: int = 0
+    ) -> None:
+        """`state`, one of the candidates `offered`, holds a slot for the request: the policy learns it
+        (a request without a key too: it takes one of the model's slots there all the same);
+        `weight`: the request's body length, what its prompt would cost to evaluate again."""
+        self.policies[model.routing].placed(model, key, state, offered, weight, preamble)
+
+    def released(self, model: Model, key: int | None, state: ContainerState) -> None:
+        """The request `placed` on `state` ended (its slot there is free again)."""
+        self.policies[model.routing].released(model, key, state)
 
     async def acquire(self, candidates: list[ContainerState], caller: str, queue_timeout: float) -> ContainerState:
         """A container of `candidates` with a slot held for `caller`, who must `slots.release(caller)`."""

@@ -10,23 +10,33 @@ back; every policy puts healthy containers before those on probation.
 - round_robin: each container in turn.
 - affinity: a conversation (its key: router.http.prefix) goes back to the
   container that served it last, where the model's slots still hold its
-  prompt, so only the new turn is processed. Unless that container is gone or
-  tried already (failover), is worse off than a sibling (probation, or the
-  model not loaded there), or is saturated: its queue is longer than
-  `affinity_max_queue`, or it has `num_parallel` in flight while a sibling as
-  well off has a free slot (every slot of it then serves other requests, so
-  this conversation's cache there is already overwritten). Then, as for a new
-  conversation, the least-loaded sibling takes it (equal loads split by the
-  key, so conversations spread and separate router processes agree), and
-  becomes the conversation's container.
+  prompt, so only the new turn is processed. Unless its prompt is no longer
+  there, that container is gone or tried already (failover), is worse off
+  than a sibling (probation, or the model not loaded there), or is saturated:
+  its queue is longer than `affinity_max_queue`, or it has `num_parallel` in
+  flight while a sibling as well off has a free slot. Then, as for a new
+  conversation, a sibling takes it and becomes the conversation's container.
+
+Where the prompts are: llama-server gives a prompt it has no prefix for the
+least recently used free slot, so a runner's `num_parallel` slots hold the
+last `num_parallel` conversations it served. The policy keeps that list per
+(container, model) from its own placements (requests without a key count
+too: they take a slot all the same), so it knows which conversations a
+container still holds and which one the next new conversation would push
+out. A new conversation (or one whose prompt was pushed out) goes to a
+container with a free slot whose least recently served conversation is the
+oldest (so live conversations keep their prompts: the fleet's slots act as
+one LRU cache), then the fewest in flight, equal ones split by the key (so
+conversations spread and separate router processes agree).
 
 The affinity table is an LRU of `affinity_max_keys` entries, (model, key) to
-a container name: a dict lookup to order, one move to record; nothing of the
-prompt is kept.
+a container name, plus the small per-runner lists: dict lookups to order,
+one move each to record; nothing of the prompt is kept.
 """
 
 from __future__ import annotations
 
+import math
 import zlib
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -53,18 +63,29 @@ def by_load(states: list[ContainerState], model: Model) -> list[ContainerState]:
 
 
 class Policy(Protocol):
-    def order(self, model: Model, states: list[ContainerState], key: int | None) -> list[ContainerState]:
+    def order(self, model: Model, states: list[ContainerState], key: int | None, preamble: int = 0) -> list[ContainerState]:
         """`states` (the model's available containers, catalog order, at least two) best first."""
 
-    def placed(self, model: Model, key: int | None, state: ContainerState, offered: list[ContainerState]) -> None:
-        """`state`, one of `offered`, took the request."""
+    def placed(
+        self, model: Model, key: int | None, state: ContainerState, offered: list[ContainerState], weight: int = 0, preamble: int = 0
+    ) -> None:
+        """`state`, one of `offered`, took the request; `weight`: its body's length, what its prompt
+        would cost to evaluate again."""
+
+    def released(self, model: Model, key: int | None, state: ContainerState) -> None:
+        """The request `placed` on `state` ended."""
 
 
 class LeastLoaded:
-    def order(self, model: Model, states: list[ContainerState], key: int | None) -> list[ContainerState]:
+    def order(self, model: Model, states: list[ContainerState], key: int | None, preamble: int = 0) -> list[ContainerState]:
         return by_load(states, model)
 
-    def placed(self, model: Model, key: int | None, state: ContainerState, offered: list[ContainerState]) -> None:
+    def placed(
+        self, model: Model, key: int | None, state: ContainerState, offered: list[ContainerState], weight: int = 0, preamble: int = 0
+    ) -> None:
+        pass
+
+    def released(self, model: Model, key: int | None, state: ContainerState) -> None:
         pass
 
 
@@ -72,7 +93,7 @@ class RoundRobin:
     def __init__(self) -> None:
         self._turns: dict[str, int] = {}  # by model key: requests ordered so far
 
-    def order(self, model: Model, states: list[ContainerState], key: int | None) -> list[ContainerState]:
+    def order(self, model: Model, states: list[ContainerState], key: int | None, preamble: int = 0) -> list[ContainerState]:
         turn = self._turns.get(model.key, 0)
         self._turns[model.key] = turn + 1
         start = turn % len(states)
@@ -80,7 +101,12 @@ class RoundRobin:
         rotated.sort(key=lambda s: s.phase is not Phase.UP)  # stable: the turn holds within each phase
         return rotated
 
-    def placed(self, model: Model, key: int | None, state: ContainerState, offered: list[ContainerState]) -> None:
+    def placed(
+        self, model: Model, key: int | None, state: ContainerState, offered: list[ContainerState], weight: int = 0, preamble: int = 0
+    ) -> None:
+        pass
+
+    def released(self, model: Model, key: int | None, state: ContainerState) -> None:
         pass
 
 
@@ -98,12 +124,26 @@ class AffinityCounts:
         return {outcome: getattr(self, outcome) for outcome in OUTCOMES}
 
 
+@dataclass(slots=True)
+class Served:
+    """A conversation a runner's slots hold, as far as this router's placements tell."""
+
+    placement: int  # the model's placement count when a request of it last started or ended there
+    weight: int  # its last body's length: what its prompt would cost to evaluate again
+    preamble: int  # its system part's hash (router.http.prefix), 0: none
+    busy: int = 0  # its requests in flight there: a busy slot is no other request's to take
+
+
 class Affinity:
     def __init__(self, max_keys: int = 65536, max_queue: int = 0) -> None:
         self.max_keys = max_keys
         self.max_queue = max_queue
         self.homes: OrderedDict[tuple[str, int], str] = OrderedDict()  # (model key, conversation key) -> container
         self.counts: dict[str, AffinityCounts] = {}  # by model key
+        # (container name, model key) -> {conversation key: Served}, least recent first:
+        # what the runner's slots hold (at most its num_parallel entries)
+        self.served: dict[tuple[str, str], OrderedDict[int, Served]] = {}
+        self._placements: dict[str, int] = {}  # by model key
         self._salts: dict[str, int] = {}  # by container name
 
     def configure(self, *, max_keys: int, max_queue: int) -> None:
@@ -111,25 +151,58 @@ class Affinity:
         while len(self.homes) > max_keys:
             self.homes.popitem(last=False)
 
-    def order(self, model: Model, states: list[ContainerState], key: int | None) -> list[ContainerState]:
+    def order(self, model: Model, states: list[ContainerState], key: int | None, preamble: int = 0) -> list[ContainerState]:
         if key is None:
             return by_load(states, model)
+        passed = None  # the conversation's container, passed over although it holds the prompt
         home_name = self.homes.get((model.key, key))
-        home = None
-        if home_name is not None:
+        if home_name is not None and self._holds(home_name, model, key):
             for state in states:
                 if state.name == home_name:
-                    home = state
+                    if self._keeps(state, states, model):
+                        rest = [s for s in states if s is not state]
+                        return [state, *by_load(rest, model)] if len(rest) > 1 else [state, *rest]
+                    passed = state
                     break
-            if home is not None and self._keeps(home, states, model):
-                rest = [s for s in states if s is not home]
-                return [home, *by_load(rest, model)] if len(rest) > 1 else [home, *rest]
-        # Least loaded first (a passed-over container last among its peers), equal loads
-        # in an order the key decides: the same in every router process.
-        salt = self._salt
-        mixed = key * MIX
-        states.sort(key=lambda s: (_tier(s, model), s is home, s.in_flight, ((mixed ^ salt(s.name)) * MIX) & MASK))
+        # A free slot first, there the one whose least recently served conversation costs least
+        # to push out; then the fewest in flight (a passed-over container last among its peers);
+        # equal ones in an order the key decides: the same in every router process.
+        salt, loss, mixed = self._salt, self._loss, key * MIX
+        now, horizon = self._placements.get(model.key, 0), float(sum(s.slots.limit for s in states))
+        shared = preamble if home_name is None else 0  # only a first turn is mostly its preamble
+        states.sort(
+            key=lambda s: (
+                _tier(s, model),
+                s is passed,
+                s.slots.in_flight >= s.slots.limit,
+                loss(s, model, shared, now, horizon),
+                s.in_flight,
+                ((mixed ^ salt(s.name)) * MIX) & MASK,
+            )
+        )
         return states
+
+    def _holds(self, name: str, model: Model, key: int) -> bool:
+        """Whether container `name`'s slots for `model` still hold the conversation's prompt."""
+        served = self.served.get((name, model.key))
+        return served is not None and key in served
+
+    def _loss(self, state: ContainerState, model: Model, preamble: int, now: int, horizon: float) -> float:
+        """What a new conversation on `state` would cost the conversation whose slot it takes: its
+        weight, as likely to matter as it is recent (halved every `horizon` placements of the model,
+        its containers' slots). The slot is that of a conversation with the same `preamble` if the
+        runner holds one (llama-server's slot similarity), else the least recently used (0: one never used)."""
+        served = self.served.get((state.name, model.key))
+        if served is None:
+            return 0.0
+        victim = _sharing(served, preamble) if preamble else None
+        if victim is None:
+            if len(served) < state.slots.limit:
+                return 0.0
+            victim = _idle(served)
+            if victim is None:
+                return 0.0  # every slot busy: full, ordered apart
+        return victim.weight * math.exp2((victim.placement - now) / horizon)
 
     def _keeps(self, home: ContainerState, states: list[ContainerState], model: Model) -> bool:
         """The conversation stays on `home`: no sibling is better off, and it is not saturated."""
@@ -153,8 +226,12 @@ class Affinity:
             salt = self._salts[name] = zlib.crc32(name.encode())
         return salt
 
-    def placed(self, model: Model, key: int | None, state: ContainerState, offered: list[ContainerState]) -> None:
-        if key is None:
+    def placed(
+        self, model: Model, key: int | None, state: ContainerState, offered: list[ContainerState], weight: int = 0, preamble: int = 0
+    ) -> None:
+        placement = self._placements[model.key] = self._placements.get(model.key, 0) + 1
+        if key is None:  # no conversation, but it takes a slot: the least recently used one's prompt is gone
+            self._served(state, model, -placement, Served(placement, weight, 0), False)
             return
         counts = self.counts.get(model.key)
         if counts is None or counts.tag != model.tag:
@@ -162,22 +239,74 @@ class Affinity:
         homes = self.homes
         entry = (model.key, key)
         home_name = homes.get(entry)
-        if home_name == state.name:
+        held = home_name is not None and self._holds(home_name, model, key)
+        self._served(state, model, key, Served(placement, weight, preamble), home_name is None)
+        if not held:  # new, forgotten, or its prompt pushed out since: nothing to go back for
+            counts.miss += 1
+        elif home_name == state.name:
             counts.hit += 1
             homes.move_to_end(entry)
             return
-        if home_name is None:
-            counts.miss += 1
         else:
             home = next((s for s in offered if s.name == home_name), None)
             if home is not None and _tier(home, model) <= _tier(state, model):
                 counts.spillover += 1
             else:
                 counts.failover += 1
+        if home_name is not None:
             homes.move_to_end(entry)
         homes[entry] = state.name
         if len(homes) > self.max_keys:
             homes.popitem(last=False)
+
+    def _served(self, state: ContainerState, model: Model, key: int, entry: Served, first_turn: bool) -> None:
+        served = self.served.get((state.name, model.key))
+        if served is None:
+            served = self.served[(state.name, model.key)] = OrderedDict()
+        known = served.pop(key, None)
+        if known is not None:
+            entry.busy = known.busy
+        elif first_turn and entry.preamble:
+            taken = _sharing(served, entry.preamble, oldest=True)  # its slot went to this conversation
+            if taken is not None:
+                _remove(served, taken)
+        if key >= 0:  # a request without a conversation is not told when it ends: never counted busy
+            entry.busy += 1
+        served[key] = entry
+        while len(served) > state.slots.limit:  # the least recently used idle slot went to it
+            _remove(served, _idle(served) or next(iter(served.values())))
+
+    def released(self, model: Model, key: int | None, state: ContainerState) -> None:
+        """Its slot was used last now (llama-server's LRU counts a slot's release) and is free again."""
+        served = self.served.get((state.name, model.key))
+        if key is None or served is None:
+            return
+        entry = served.get(key)
+        if entry is not None:
+            entry.busy = max(0, entry.busy - 1)
+            entry.placement = self._placements.get(model.key, 0)
+            served.move_to_end(key)
+
+
+def _idle(served: OrderedDict[int, Served]) -> Served | None:
+    """The least recently used of the conversations whose slots are free."""
+    return next((entry for entry in served.values() if not entry.busy), None)
+
+
+def _remove(served: OrderedDict[int, Served], entry: Served) -> None:
+    del served[next(key for key, value in served.items() if value is entry)]
+
+
+def _sharing(served: OrderedDict[int, Served], preamble: int, *, oldest: bool = False) -> Served | None:
+    """The idle conversation of `served` with that preamble whose slot a new one would take: the
+    most recent (the costliest to lose, as the ordering assumes) or the `oldest` (recorded as gone)."""
+    found = None
+    for entry in served.values():  # least recent first; at most num_parallel of them
+        if entry.preamble == preamble and not entry.busy:
+            if oldest:
+                return entry
+            found = entry
+    return found
 
 
 class Policies:

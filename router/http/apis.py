@@ -66,8 +66,8 @@ class Api:
         "/api/generate": prefix.generate_key,
     }
 
-    def conversation_key(self, path: str, payload: dict[str, Any]) -> int | None:
-        """The hash of the conversation's start (router.http.prefix), or None when the request has none."""
+    def conversation_key(self, path: str, payload: dict[str, Any]) -> prefix.Conversation | None:
+        """The hashes of the conversation's start and preamble (router.http.prefix), or None when the request has none."""
         key_of = self.conversation_keys.get(path)
         return key_of(payload) if key_of is not None else None
 

@@ -15,13 +15,21 @@ messages are read, and of each only its first HEAD and last TAIL characters
 still told apart by what follows it); a raw prompt gives its first
 RAW_PREFIX characters. A client that names the conversation itself (OpenAI's
 `prompt_cache_key`) is keyed by that name.
+
+With the key comes the conversation's preamble: the hash of its leading
+system part alone (0 when it has none), which sessions of the same agent or
+app share. llama-server gives a new conversation the slot of one that shares
+more than half of its prompt, so a first turn that is mostly a shared system
+prompt takes over the slot of another session with that preamble; affinity
+uses it to keep new sessions off containers where that would cost a live one
+its prompt.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from hashlib import blake2b
-from typing import Any
+from typing import Any, NamedTuple
 
 HEAD = 256
 TAIL = 256
@@ -32,7 +40,14 @@ LEADING_ROLES = frozenset({"system", "developer"})
 SEPARATOR = "\x00"
 
 Payload = dict[str, Any]
-KeyFunction = Callable[[Payload], "int | None"]
+
+
+class Conversation(NamedTuple):
+    key: int  # the hash of the conversation's start
+    preamble: int  # the hash of its leading system part alone; 0: none
+
+
+KeyFunction = Callable[[Payload], "Conversation | None"]
 
 
 def digest(parts: list[str]) -> int:
@@ -59,10 +74,17 @@ def _text(content: object) -> str:
     return "\n".join(texts)
 
 
-def _leading_messages(messages: object, parts: list[str]) -> bool:
-    """Adds the leading messages to `parts`; False when `messages` holds none."""
+def _conversation(parts: list[str], leading: int) -> Conversation:
+    """The key of `parts`, and the preamble of its first `leading` parts (past the tag)."""
+    return Conversation(digest(parts), digest(parts[:leading]) if leading > 1 else 0)
+
+
+def _leading_messages(messages: object, parts: list[str]) -> int:
+    """Adds the leading messages to `parts`; returns how many parts the preamble takes
+    (those before the first message that is not a system one), or 0 when `messages` holds none."""
     if not isinstance(messages, list):
-        return False
+        return 0
+    preamble = len(parts)
     added = False
     for message in messages[: MAX_LEADING + 1]:
         if not isinstance(message, dict):
@@ -76,42 +98,45 @@ def _leading_messages(messages: object, parts: list[str]) -> bool:
         added = True
         if role not in LEADING_ROLES:
             break
-    return added
+        preamble = len(parts)
+    return preamble if added else 0
 
 
-def _named(payload: Payload) -> int | None:
+def _named(payload: Payload) -> Conversation | None:
     name = payload.get("prompt_cache_key")
-    return digest(["named", name]) if isinstance(name, str) and name else None
+    return Conversation(digest(["named", name]), 0) if isinstance(name, str) and name else None
 
 
-def chat_key(payload: Payload) -> int | None:
+def _messages_key(parts: list[str], messages: object) -> Conversation | None:
+    leading = _leading_messages(messages, parts)
+    return _conversation(parts, leading) if leading else None
+
+
+def chat_key(payload: Payload) -> Conversation | None:
     """OpenAI chat completions and Ollama's /api/chat: `messages`."""
-    named = _named(payload)
-    if named is not None:
-        return named
-    parts = ["chat"]
-    return digest(parts) if _leading_messages(payload.get("messages"), parts) else None
+    return _named(payload) or _messages_key(["chat"], payload.get("messages"))
 
 
-def _prompt_key(system: object, prompt: object) -> int | None:
+def _prompt_key(system: object, prompt: object) -> Conversation | None:
     if isinstance(prompt, list) and prompt:  # OpenAI completions may send a batch: its first prompt
         prompt = prompt[0]
     if not isinstance(prompt, str) or not prompt:
         return None  # an empty prompt only loads the model
-    return digest(["prompt", _bounded(system) if isinstance(system, str) else "", prompt[:RAW_PREFIX]])
+    parts = ["prompt", _bounded(system) if isinstance(system, str) else "", prompt[:RAW_PREFIX]]
+    return _conversation(parts, 2 if parts[1] else 0)
 
 
-def generate_key(payload: Payload) -> int | None:
+def generate_key(payload: Payload) -> Conversation | None:
     """Ollama's /api/generate: `system` and the start of `prompt` (a raw prompt has no system part)."""
     return _prompt_key(None if payload.get("raw") is True else payload.get("system"), payload.get("prompt"))
 
 
-def completion_key(payload: Payload) -> int | None:
+def completion_key(payload: Payload) -> Conversation | None:
     """OpenAI completions: the start of `prompt`."""
     return _named(payload) or _prompt_key(None, payload.get("prompt"))
 
 
-def responses_key(payload: Payload) -> int | None:
+def responses_key(payload: Payload) -> Conversation | None:
     """OpenAI Responses: `instructions` (a system message to Ollama), then `input`, a string or items."""
     named = _named(payload)
     if named is not None:
@@ -123,13 +148,13 @@ def responses_key(payload: Payload) -> int | None:
     items = payload.get("input")
     if isinstance(items, str):
         items = [{"role": "user", "content": items}]
-    return digest(parts) if _leading_messages(items, parts) else None
+    return _messages_key(parts, items)
 
 
-def anthropic_key(payload: Payload) -> int | None:
+def anthropic_key(payload: Payload) -> Conversation | None:
     """Anthropic Messages: `system` (a string or text blocks), then `messages`."""
     parts = ["chat"]
     system = _text(payload.get("system"))
     if system:
         parts += ("system", _bounded(system))
-    return digest(parts) if _leading_messages(payload.get("messages"), parts) else None
+    return _messages_key(parts, payload.get("messages"))

@@ -38,6 +38,7 @@ from router.fleet.plan import advance, attempts
 from router.fleet.state import ContainerState
 from router.http.apis import ENDED_WITH_ERROR, Api, StreamSoFar
 from router.http.errors import FleetAtCapacity, NotImplementedByFleet, RouterError, TooManyRequests, Unavailable
+from router.http.prefix import Conversation
 from router.http.record import Record
 from router.limits import ContainerGone, Limits, QueueFull, QueueTimeout
 from router.server.context_window import REFUSAL_MAX_BYTES, overflow_refusal, pin_runner_options
@@ -105,7 +106,7 @@ class Call:
     needs: Version | None = None  # the first Ollama release that serves this endpoint
     pins: bool = False  # a native request for a model whose runner settings are pinned
     upload: Upload | None = None  # instead of `body`
-    conversation: int | None = None  # the conversation key (router.http.prefix), when a model of the chain places by it
+    conversation: Conversation | None = None  # its key and preamble (router.http.prefix), when a model of the chain places by it
 
     def body_for(self, target: Model) -> bytes:
         """The body to send when `target` serves: as the client wrote it when it names that
@@ -164,13 +165,13 @@ class Proxy:
         containers = call.containers
         balancer = self.balancer
         candidates = balancer.candidates
-        conversation = call.conversation
+        conversation, preamble = call.conversation or (None, 0)
         serves = call.serves
         plan = attempts(
             call.chain,
             # a container too old for the endpoint is skipped like one that is down
-            (lambda model, tried: candidates(model, tried, containers, conversation)) if call.needs is None
-            else (lambda model, tried: [s for s in candidates(model, tried, containers, conversation) if serves(s)]),
+            (lambda model, tried: candidates(model, tried, containers, conversation, preamble)) if call.needs is None
+            else (lambda model, tried: [s for s in candidates(model, tried, containers, conversation, preamble) if serves(s)]),
             call.caller.allows if call.caller is not None else None,
         )
         last_failure: Failure | None = None
@@ -195,13 +196,13 @@ class Proxy:
                 continue
             finally:
                 record.queue_wait += time.perf_counter() - waited_from
-            if conversation is not None:
-                balancer.placed(target, conversation, state, attempt.candidates)
+            balancer.placed(target, conversation, state, attempt.candidates, len(call.body), preamble)
             record.attempts += 1
             try:
                 outcome = await self._attempt(call, state, target, (first_reason or "no_container") if attempt.fallback else None)
             finally:
                 state.slots.release(key)
+                balancer.released(target, conversation, state)
             if isinstance(outcome, web.StreamResponse):
                 return outcome
             if outcome.final:

@@ -172,9 +172,63 @@ def test_the_table_is_an_lru_bounded_by_the_setting() -> None:
     balancer.placed(model, 10, a, [a, b])  # a new one pushes out the least recently used (8)
     assert {key for _, key in affinity.homes} == {9, 7, 10}
     balancer.placed(model, 8, b, [a, b])
-    assert counts(balancer, model)["miss"] == 12  # 8 was forgotten: a miss, not a spillover
+    assert counts(balancer, model) == {"hit": 0, "miss": 13, "spillover": 0, "failover": 0}  # 8 forgotten: a miss
     affinity.configure(max_keys=1, max_queue=0)  # a reload that shrinks it
     assert list(affinity.homes) == [(model.key, 8)]
+
+
+async def served_and_done(balancer: Balancer, model: Model, key: int | None, state: ContainerState, weight: int = 1000) -> None:
+    """One request of `key` (a body of `weight` bytes) placed on `state` and finished."""
+    await take(state, 1, "turn")
+    balancer.placed(model, key, state, [state], weight)
+    state.slots.release("turn")
+    balancer.released(model, key, state)
+
+
+async def test_a_conversation_whose_prompt_its_container_served_over_is_placed_anew() -> None:
+    fleet, model, balancer = affinity_fleet()
+    a = fleet.containers["a"]
+    await served_and_done(balancer, model, CONVERSATION, a)
+    await served_and_done(balancer, model, 1, a)
+    assert balancer.candidates(model, key=CONVERSATION)[0] is a  # one other since: its slot still holds it
+    await served_and_done(balancer, model, None, a)  # a request without a key takes a slot all the same
+    # a's two slots (num_parallel 2) now hold conversation 1 and that request: nothing to go back for
+    assert balancer.candidates(model, key=CONVERSATION)[0] is not a
+    assert (await place(balancer, model, CONVERSATION)) is not a
+    assert counts(balancer, model) == {"hit": 0, "miss": 3, "spillover": 0, "failover": 0}
+
+
+async def test_new_conversations_push_out_the_conversation_served_longest_ago_not_a_live_one() -> None:
+    fleet, model, balancer = affinity_fleet()
+    a, b, c = (fleet.containers[name] for name in "abc")
+    for key, state in ((1, a), (2, a), (3, b), (4, b), (5, c), (6, c)):
+        await served_and_done(balancer, model, key, state)  # every slot of the fleet holds a conversation
+    for key, state in ((1, a), (2, a), (3, b), (5, c), (6, c)):  # all but 4 go on: each a hit
+        await served_and_done(balancer, model, key, state)
+    await take(b, 1, "other")  # b is the busier one, yet its least recent conversation is the oldest
+    assert balancer.candidates(model, key=7)[0] is b
+    await served_and_done(balancer, model, 7, b)
+    for key, state in ((1, a), (2, a), (3, b), (5, c), (6, c), (7, b)):  # the live ones all still hold
+        assert balancer.candidates(model, key=key)[0] is state
+    assert counts(balancer, model) == {"hit": 5, "miss": 7, "spillover": 0, "failover": 0}
+
+
+async def test_a_new_conversation_pushes_out_a_short_prompt_before_a_long_one_served_a_little_earlier() -> None:
+    fleet, model, balancer = affinity_fleet()
+    a, b, c = (fleet.containers[name] for name in "abc")
+    await served_and_done(balancer, model, 1, a, weight=50_000)  # an agent's long conversation
+    for key, state in ((2, a), (3, b), (4, b), (5, c), (6, c)):
+        await served_and_done(balancer, model, key, state, weight=1000)
+    assert names(balancer.candidates(model, key=7)) == ["b", "c", "a"]  # 3 (the oldest short one), 5, then 1
+
+
+async def test_a_container_with_a_free_slot_takes_a_new_conversation_before_a_full_one() -> None:
+    fleet, model, balancer = affinity_fleet()
+    a, b, c = (fleet.containers[name] for name in "abc")
+    for key, state in ((1, b), (2, b), (3, c), (4, c)):
+        await served_and_done(balancer, model, key, state)
+    await take(a, 2, "other")  # a holds nothing worth keeping, but every slot of it is busy
+    assert names(balancer.candidates(model, key=5)) in (["b", "c", "a"], ["c", "b", "a"])
 
 
 def test_conversations_are_remembered_per_model_on_the_models_own_containers() -> None:

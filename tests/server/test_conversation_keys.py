@@ -11,12 +11,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from router.http.apis import api_for
+from router.http.prefix import Conversation
 
 SYSTEM = "You are a coding agent. " * 200  # a long system prompt many sessions share
 TASK = "Fix the failing test in parser.py"
 
 
-def key(path: str, body: dict[str, Any]) -> int | None:
+def key(path: str, body: dict[str, Any]) -> Conversation | None:
     return api_for(path).conversation_key(path, orjson.loads(orjson.dumps(body)))
 
 
@@ -56,6 +57,29 @@ def test_conversations_sharing_a_long_system_prompt_and_preamble_are_told_apart(
     assert first != second
     other_system = key("/v1/chat/completions", {"model": "m", "messages": conversation(0, system="Be brief.")})
     assert other_system != first
+
+
+def preamble(path: str, body: dict[str, Any]) -> int:
+    found = key(path, body)
+    assert found is not None
+    return found.preamble
+
+
+def test_sessions_of_one_agent_share_a_preamble_on_every_api_and_other_agents_do_not() -> None:
+    sessions = {
+        preamble("/v1/chat/completions", {"model": "m", "messages": conversation(0, task)}) for task in ("Fix the parser", "Add a flag")
+    }
+    sessions.add(preamble("/api/chat", {"model": "m", "messages": conversation(4, "Write docs")}))
+    sessions.add(preamble("/v1/messages", {"model": "m", "max_tokens": 9, "system": SYSTEM, "messages": conversation(1)[1:]}))
+    sessions.add(preamble("/v1/responses", {"model": "m", "instructions": SYSTEM, "input": "Rename a module"}))
+    assert len(sessions) == 1 and 0 not in sessions
+    assert preamble("/v1/chat/completions", {"model": "m", "messages": conversation(0, system="Be brief.")}) not in sessions
+    # no system part: nothing shared with other conversations
+    assert preamble("/v1/chat/completions", {"model": "m", "messages": conversation(2)[1:]}) == 0
+    assert preamble("/v1/completions", {"model": "m", "prompt": "Once upon a time"}) == 0
+    assert preamble("/api/generate", {"model": "m", "prompt": "Once", "system": "A"}) == preamble(
+        "/api/generate", {"model": "m", "prompt": "Twice", "system": "A"}
+    ) != 0
 
 
 def test_prompts_key_by_their_start() -> None:
@@ -103,5 +127,5 @@ PATHS = ["/v1/chat/completions", "/v1/completions", "/v1/responses", "/v1/messag
 @given(st.sampled_from(PATHS), st.dictionaries(FIELDS, JSON | st.lists(st.dictionaries(FIELDS, JSON), max_size=4), max_size=5))
 def test_any_body_gives_a_64_bit_key_or_none_and_never_raises(path: str, body: dict[str, Any]) -> None:
     found = key(path, body)
-    assert found is None or 0 <= found < 2**64
+    assert found is None or (0 <= found.key < 2**64 and 0 <= found.preamble < 2**64)
 
