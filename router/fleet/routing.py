@@ -17,17 +17,21 @@ back; every policy puts healthy containers before those on probation.
   flight while a sibling as well off has a free slot. Then, as for a new
   conversation, a sibling takes it and becomes the conversation's container.
 
-Where the prompts are: llama-server gives a prompt it has no prefix for the
-least recently used free slot, so a runner's `num_parallel` slots hold the
-last `num_parallel` conversations it served. The policy keeps that list per
-(container, model) from its own placements (requests without a key count
-too: they take a slot all the same), so it knows which conversations a
-container still holds and which one the next new conversation would push
-out. A new conversation (or one whose prompt was pushed out) goes to a
-container with a free slot whose least recently served conversation is the
-oldest (so live conversations keep their prompts: the fleet's slots act as
-one LRU cache), then the fewest in flight, equal ones split by the key (so
-conversations spread and separate router processes agree).
+Where the prompts are: llama-server gives a prompt the free slot of a
+conversation sharing more than half of it (for a first turn, a session with
+the same system prompt), else the least recently released free slot, so a
+runner's `num_parallel` slots hold the last conversations it served. The
+policy keeps that picture per (container, model) from its own placements
+and releases (requests without a key count too: they take a slot all the
+same): which conversations are there, busy or idle, their weight and
+preamble. So it knows whether a container still holds a conversation, and
+what the next new conversation there would displace. A new conversation (or
+one whose prompt was pushed out) goes to a container with a free slot where
+that costs least (an empty slot, else the displaced conversation's weight,
+halved for every so many placements since it was last used: live
+conversations keep their prompts, the fleet's slots act as one cache), then
+the fewest in flight, equal ones split by the key (so conversations spread
+and separate router processes agree).
 
 The affinity table is an LRU of `affinity_max_keys` entries, (model, key) to
 a container name, plus the small per-runner lists: dict lookups to order,
@@ -164,9 +168,9 @@ class Affinity:
                         return [state, *by_load(rest, model)] if len(rest) > 1 else [state, *rest]
                     passed = state
                     break
-        # A free slot first, there the one whose least recently served conversation costs least
-        # to push out; then the fewest in flight (a passed-over container last among its peers);
-        # equal ones in an order the key decides: the same in every router process.
+        # A free slot first, there where the conversation it displaces costs least to lose; then
+        # the fewest in flight (a passed-over container last among its peers); equal ones in an
+        # order the key decides: the same in every router process.
         salt, loss, mixed = self._salt, self._loss, key * MIX
         now, horizon = self._placements.get(model.key, 0), float(sum(s.slots.limit for s in states))
         shared = preamble if home_name is None else 0  # only a first turn is mostly its preamble
@@ -231,7 +235,7 @@ class Affinity:
     ) -> None:
         placement = self._placements[model.key] = self._placements.get(model.key, 0) + 1
         if key is None:  # no conversation, but it takes a slot: the least recently used one's prompt is gone
-            self._served(state, model, -placement, Served(placement, weight, 0), False)
+            self._served(state, model, -placement, Served(placement, weight, 0), False)  # its end is not told: never busy
             return
         counts = self.counts.get(model.key)
         if counts is None or counts.tag != model.tag:
@@ -240,7 +244,7 @@ class Affinity:
         entry = (model.key, key)
         home_name = homes.get(entry)
         held = home_name is not None and self._holds(home_name, model, key)
-        self._served(state, model, key, Served(placement, weight, preamble), home_name is None)
+        self._served(state, model, key, Served(placement, weight, preamble, busy=1), home_name is None)
         if not held:  # new, forgotten, or its prompt pushed out since: nothing to go back for
             counts.miss += 1
         elif home_name == state.name:
@@ -265,13 +269,11 @@ class Affinity:
             served = self.served[(state.name, model.key)] = OrderedDict()
         known = served.pop(key, None)
         if known is not None:
-            entry.busy = known.busy
+            entry.busy += known.busy
         elif first_turn and entry.preamble:
             taken = _sharing(served, entry.preamble, oldest=True)  # its slot went to this conversation
             if taken is not None:
                 _remove(served, taken)
-        if key >= 0:  # a request without a conversation is not told when it ends: never counted busy
-            entry.busy += 1
         served[key] = entry
         while len(served) > state.slots.limit:  # the least recently used idle slot went to it
             _remove(served, _idle(served) or next(iter(served.values())))

@@ -198,6 +198,20 @@ async def test_a_conversation_whose_prompt_its_container_served_over_is_placed_a
     assert counts(balancer, model) == {"hit": 0, "miss": 3, "spillover": 0, "failover": 0}
 
 
+async def test_a_slot_still_busy_is_not_the_one_the_next_conversation_takes() -> None:
+    fleet, model, balancer = affinity_fleet()
+    a = fleet.containers["a"]
+    await take(a, 1, "long")
+    balancer.placed(model, 1, a, [a], 1000)  # conversation 1: a long answer, still streaming
+    await served_and_done(balancer, model, 2, a)  # 2 came and went meanwhile
+    await served_and_done(balancer, model, 3, a)  # 3 takes a's free slot: 2's, though 1 started first
+    a.slots.release("long")
+    balancer.released(model, 1, a)
+    assert balancer.candidates(model, key=1)[0] is a  # 1's prompt is still there: its next turn goes back
+    assert balancer.candidates(model, key=3)[0] is a
+    assert balancer.candidates(model, key=2)[0] is not a  # 2's is gone: placed anew
+
+
 async def test_new_conversations_push_out_the_conversation_served_longest_ago_not_a_live_one() -> None:
     fleet, model, balancer = affinity_fleet()
     a, b, c = (fleet.containers[name] for name in "abc")
