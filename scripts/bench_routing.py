@@ -356,7 +356,7 @@ async def affinity_placements(http: aiohttp.ClientSession, router: str) -> dict[
 
 def hot_path(repeat: int = 20, number: int = 1000) -> dict[str, float]:
     """The router's own cost per request of affinity, in-process, in µs (best of `repeat`):
-    the conversation key from a parsed body, and ordering plus recording a placement."""
+    the conversation key from a parsed body, and ordering, recording a placement and its end."""
     from router.catalog import parse_catalog
     from router.events import EventHub
     from router.fleet.balancer import Balancer
@@ -407,6 +407,7 @@ def hot_path(repeat: int = 20, number: int = 1000) -> dict[str, float]:
                     key = key_of()
                     offered = balancer.candidates(model, frozenset(), None, key, 0xA9E47)
                     balancer.placed(model, key, offered[0], offered, 40_000, 0xA9E47)
+                    balancer.released(model, key, offered[0])
 
                 for _ in range(64):  # every runner's slots hold conversations
                     place()

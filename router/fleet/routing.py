@@ -138,15 +138,18 @@ class Served:
     busy: int = 0  # its requests in flight there: a busy slot is no other request's to take
 
 
+NO_RUNNERS: dict[str, OrderedDict[int, Served]] = {}
+
+
 class Affinity:
     def __init__(self, max_keys: int = 65536, max_queue: int = 0) -> None:
         self.max_keys = max_keys
         self.max_queue = max_queue
         self.homes: OrderedDict[tuple[str, int], str] = OrderedDict()  # (model key, conversation key) -> container
         self.counts: dict[str, AffinityCounts] = {}  # by model key
-        # (container name, model key) -> {conversation key: Served}, least recent first:
-        # what the runner's slots hold (at most its num_parallel entries)
-        self.served: dict[tuple[str, str], OrderedDict[int, Served]] = {}
+        # model key -> container name -> {conversation key: Served}, least recent first:
+        # what each runner's slots hold (at most its num_parallel entries)
+        self.runners: dict[str, dict[str, OrderedDict[int, Served]]] = {}
         self._placements: dict[str, int] = {}  # by model key
         self._salts: dict[str, int] = {}  # by container name
 
@@ -160,7 +163,8 @@ class Affinity:
             return by_load(states, model)
         passed = None  # the conversation's container, passed over although it holds the prompt
         home_name = self.homes.get((model.key, key))
-        if home_name is not None and self._holds(home_name, model, key):
+        runners = self.runners.get(model.key, NO_RUNNERS)
+        if home_name is not None and key in runners.get(home_name, ()):
             for state in states:
                 if state.name == home_name:
                     if self._keeps(state, states, model):
@@ -171,7 +175,7 @@ class Affinity:
         # A free slot first, there where the conversation it displaces costs least to lose; then
         # the fewest in flight (a passed-over container last among its peers); equal ones in an
         # order the key decides: the same in every router process.
-        salt, loss, mixed = self._salt, self._loss, key * MIX
+        salt, mixed = self._salt, key * MIX
         now, horizon = self._placements.get(model.key, 0), float(sum(s.slots.limit for s in states))
         shared = preamble if home_name is None else 0  # only a first turn is mostly its preamble
         states.sort(
@@ -179,34 +183,12 @@ class Affinity:
                 _tier(s, model),
                 s is passed,
                 s.slots.in_flight >= s.slots.limit,
-                loss(s, model, shared, now, horizon),
+                _loss(runners.get(s.name), s.slots.limit, shared, now, horizon),
                 s.in_flight,
                 ((mixed ^ salt(s.name)) * MIX) & MASK,
             )
         )
         return states
-
-    def _holds(self, name: str, model: Model, key: int) -> bool:
-        """Whether container `name`'s slots for `model` still hold the conversation's prompt."""
-        served = self.served.get((name, model.key))
-        return served is not None and key in served
-
-    def _loss(self, state: ContainerState, model: Model, preamble: int, now: int, horizon: float) -> float:
-        """What a new conversation on `state` would cost the conversation whose slot it takes: its
-        weight, as likely to matter as it is recent (halved every `horizon` placements of the model,
-        its containers' slots). The slot is that of a conversation with the same `preamble` if the
-        runner holds one (llama-server's slot similarity), else the least recently used (0: one never used)."""
-        served = self.served.get((state.name, model.key))
-        if served is None:
-            return 0.0
-        victim = _sharing(served, preamble) if preamble else None
-        if victim is None:
-            if len(served) < state.slots.limit:
-                return 0.0
-            victim = _idle(served)
-            if victim is None:
-                return 0.0  # every slot busy: full, ordered apart
-        return victim.weight * math.exp2((victim.placement - now) / horizon)
 
     def _keeps(self, home: ContainerState, states: list[ContainerState], model: Model) -> bool:
         """The conversation stays on `home`: no sibling is better off, and it is not saturated."""
@@ -243,7 +225,7 @@ class Affinity:
         homes = self.homes
         entry = (model.key, key)
         home_name = homes.get(entry)
-        held = home_name is not None and self._holds(home_name, model, key)
+        held = home_name is not None and key in self.runners.get(model.key, NO_RUNNERS).get(home_name, ())
         self._served(state, model, key, Served(placement, weight, preamble, busy=1), home_name is None)
         if not held:  # new, forgotten, or its prompt pushed out since: nothing to go back for
             counts.miss += 1
@@ -264,9 +246,12 @@ class Affinity:
             homes.popitem(last=False)
 
     def _served(self, state: ContainerState, model: Model, key: int, entry: Served, first_turn: bool) -> None:
-        served = self.served.get((state.name, model.key))
+        runners = self.runners.get(model.key)
+        if runners is None:
+            runners = self.runners[model.key] = {}
+        served = runners.get(state.name)
         if served is None:
-            served = self.served[(state.name, model.key)] = OrderedDict()
+            served = runners[state.name] = OrderedDict()
         known = served.pop(key, None)
         if known is not None:
             entry.busy += known.busy
@@ -280,7 +265,7 @@ class Affinity:
 
     def released(self, model: Model, key: int | None, state: ContainerState) -> None:
         """Its slot was used last now (llama-server's LRU counts a slot's release) and is free again."""
-        served = self.served.get((state.name, model.key))
+        served = self.runners.get(model.key, NO_RUNNERS).get(state.name)
         if key is None or served is None:
             return
         entry = served.get(key)
@@ -290,9 +275,30 @@ class Affinity:
             served.move_to_end(key)
 
 
+def _loss(served: OrderedDict[int, Served] | None, slots: int, preamble: int, now: int, horizon: float) -> float:
+    """What a new conversation on a runner would cost the conversation whose slot it takes: its
+    weight, as likely to matter as it is recent (halved every `horizon` placements of the model, its
+    containers' slots). The slot is that of a conversation with the same `preamble` if the runner
+    holds one idle (llama-server's slot similarity), else the least recently used idle one; 0 for a
+    slot never used (or none free: the container is full, ordered apart)."""
+    if served is None:
+        return 0.0
+    victim = _sharing(served, preamble) if preamble else None
+    if victim is None:
+        if len(served) < slots:
+            return 0.0
+        victim = _idle(served)
+        if victim is None:
+            return 0.0
+    return victim.weight * math.exp2((victim.placement - now) / horizon)
+
+
 def _idle(served: OrderedDict[int, Served]) -> Served | None:
     """The least recently used of the conversations whose slots are free."""
-    return next((entry for entry in served.values() if not entry.busy), None)
+    for entry in served.values():
+        if not entry.busy:
+            return entry
+    return None
 
 
 def _remove(served: OrderedDict[int, Served], entry: Served) -> None:

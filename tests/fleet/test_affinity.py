@@ -262,3 +262,39 @@ async def test_when_its_container_dies_the_conversation_fails_over_and_stays_mov
             assert prompt_tokens < 30
         served = await asyncio.gather(*(b.stats() for b in fleet.backends.values() if b.name == home))
         assert served[0]["prompt_tokens_processed"] == 0  # the restarted one never saw the conversation again
+
+
+TWO_CONTAINERS = """
+version: 1
+defaults: {num_parallel: 2}
+containers:
+  a: {gpus: [0], port: 1}
+  b: {gpus: [1], port: 2}
+models:
+  llama3.2:3b: {containers: [a, b]}
+"""
+
+
+async def test_short_conversations_in_between_do_not_push_a_live_agent_out_of_its_slot() -> None:
+    """Four slots over two containers; between an agent's turns, four one-question chats each
+    take a slot. Placed by load (all idle: an order by key), two of them on the agent's
+    container would push its long prompt out of its slot; placed by what they displace, they
+    take the slots of chats that are over and the agent's next turn evaluates only what it adds."""
+    async with router_fleet(TWO_CONTAINERS, emulator=EMULATOR) as fleet:
+        await fleet.wait_warm()
+        client, chats = openai_client(fleet), ollama_client(fleet)
+        agent = Conversation("the repository " + "and its modules " * 300)  # a long system prompt
+        home, first_prompt = await openai_turn(client, agent, FOLLOW_UPS[0])
+        assert first_prompt > 1000
+        hosts: set[str] = set()
+        for round_ in range(4):
+            for question in range(4):
+                chat = Conversation(f"question {round_}-{question}")
+                raw = await chats.chat(model=LLAMA, messages=chat.messages, options={"num_predict": TURN_TOKENS})
+                assert (raw.prompt_eval_count or 0) > 300  # a new conversation: evaluated whole
+            container, prompt_tokens = await openai_turn(client, agent, FOLLOW_UPS[(round_ + 1) % len(FOLLOW_UPS)])
+            hosts.add(container)
+            assert prompt_tokens < 30, f"round {round_}: the agent's prompt was pushed out of its slot"
+        assert hosts == {home}
+        counts = await affinity_counts(fleet)
+        assert counts["hit"] == 4 and counts["spillover"] == counts["failover"] == 0
