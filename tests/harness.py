@@ -17,7 +17,8 @@ import socket
 import subprocess
 import sys
 import textwrap
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -262,3 +263,37 @@ async def router_fleet(
         for backend in backends.values():
             await backend.close()
         await session.close()
+
+
+@contextlib.contextmanager
+def router_in_thread(open_router: Callable[[], contextlib.AbstractAsyncContextManager[str]], name: str) -> Iterator[int]:
+    """The router `open_router` starts (it yields its URL) run in a thread with an event loop
+    of its own, so that synchronous code (hypothesis) can drive it; yields its port."""
+    started = threading.Event()
+    box: dict[str, Any] = {}
+
+    async def serve() -> None:
+        async with open_router() as url:
+            box["port"], box["stop"] = int(url.rsplit(":", 1)[1]), asyncio.Event()
+            started.set()
+            await box["stop"].wait()
+
+    def run() -> None:
+        loop = box["loop"] = asyncio.new_event_loop()
+        try:
+            loop.run_until_complete(serve())
+        except BaseException as exc:  # surfaced below
+            box["error"] = exc
+        finally:
+            started.set()
+            loop.close()
+
+    thread = threading.Thread(target=run, name=name, daemon=True)
+    thread.start()
+    started.wait(30)
+    assert "port" in box, f"router did not start: {box.get('error')!r}"
+    try:
+        yield box["port"]
+    finally:
+        box["loop"].call_soon_threadsafe(box["stop"].set)
+        thread.join(15)

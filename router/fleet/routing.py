@@ -80,9 +80,8 @@ class Policy(Protocol):
         """The request `placed` on `state` ended."""
 
 
-class LeastLoaded:
-    def order(self, model: Model, states: list[ContainerState], key: int | None, preamble: int = 0) -> list[ContainerState]:
-        return by_load(states, model)
+class Unlearned:
+    """A policy that orders by the containers' state alone: placements teach it nothing."""
 
     def placed(
         self, model: Model, key: int | None, state: ContainerState, offered: list[ContainerState], weight: int = 0, preamble: int = 0
@@ -93,7 +92,12 @@ class LeastLoaded:
         pass
 
 
-class RoundRobin:
+class LeastLoaded(Unlearned):
+    def order(self, model: Model, states: list[ContainerState], key: int | None, preamble: int = 0) -> list[ContainerState]:
+        return by_load(states, model)
+
+
+class RoundRobin(Unlearned):
     def __init__(self) -> None:
         self._turns: dict[str, int] = {}  # by model key: requests ordered so far
 
@@ -104,14 +108,6 @@ class RoundRobin:
         rotated = states[start:] + states[:start]
         rotated.sort(key=lambda s: s.phase is not Phase.UP)  # stable: the turn holds within each phase
         return rotated
-
-    def placed(
-        self, model: Model, key: int | None, state: ContainerState, offered: list[ContainerState], weight: int = 0, preamble: int = 0
-    ) -> None:
-        pass
-
-    def released(self, model: Model, key: int | None, state: ContainerState) -> None:
-        pass
 
 
 @dataclass(slots=True)

@@ -54,6 +54,16 @@ def keys_add(file: Path, name: str, *args: str) -> tuple[int, AddOutput]:
     return code, AddOutput(out.getvalue().strip(), out.getvalue(), err.getvalue())
 
 
+def make_keys(file: Path, specs: dict[str, list[str]]) -> dict[str, str]:
+    """Keys made by the `keys add` CLI into `file`: name -> the secret it printed once."""
+    keys = {}
+    for name, args in specs.items():
+        code, output = keys_add(file, name, *args)
+        assert code == 0, output.stderr
+        keys[name] = output.key
+    return keys
+
+
 @dataclass
 class Keyed:
     """A router that requires keys, and the keys the CLI made for it."""

@@ -4,12 +4,11 @@ unhandled error, and keeps serving."""
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import logging
 import os
 import socket
-import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.access.support import CATALOG, LLAMA, QWEN, keys_add
-from tests.harness import router_fleet
+from tests.harness import router_fleet, router_in_thread
 
 ENDPOINTS = [
     "/", "/api/version", "/api/tags", "/api/ps", "/api/chat", "/api/generate", "/api/embed", "/api/embeddings",
@@ -44,33 +43,15 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
     """A router with keys in its own thread and loop, so that hypothesis drives it synchronously."""
     file: Path = tmp_path_factory.mktemp("fuzz") / "keys.yaml"
     keys = {name: keys_add(file, name, *args)[1].key for name, args in {"admin": ["--admin"], "user": []}.items()}
-    started = threading.Event()
-    box: dict[str, Any] = {}
+    settings = {"api_keys_file": str(file), "max_body_bytes": 8192, "body_timeout": 2.0, "header_timeout": 5.0}
 
-    async def serve() -> None:
-        settings = {"api_keys_file": str(file), "max_body_bytes": 8192, "body_timeout": 2.0, "header_timeout": 5.0}
+    @contextlib.asynccontextmanager
+    async def keyed_router() -> AsyncIterator[str]:
         async with router_fleet(CATALOG, settings=settings) as fleet:
-            box["port"], box["stop"] = int(fleet.url.rsplit(":", 1)[1]), asyncio.Event()
-            started.set()
-            await box["stop"].wait()
+            yield fleet.url
 
-    def run() -> None:
-        loop = box["loop"] = asyncio.new_event_loop()
-        try:
-            loop.run_until_complete(serve())
-        except BaseException as exc:  # surfaced by the fixture below
-            box["error"] = exc
-        finally:
-            started.set()
-            loop.close()
-
-    thread = threading.Thread(target=run, name="fuzz-router", daemon=True)
-    thread.start()
-    started.wait(30)
-    assert "port" in box, f"router did not start: {box.get('error')!r}"
-    yield Target("127.0.0.1", box["port"], keys)
-    box["loop"].call_soon_threadsafe(box["stop"].set)
-    thread.join(15)
+    with router_in_thread(keyed_router, "fuzz-router") as port:
+        yield Target("127.0.0.1", port, keys)
 
 
 def exchange(target: Target, request: bytes) -> bytes:

@@ -5,19 +5,18 @@ whole, and never another's (the router's upstream client, router/upstream/http1.
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import itertools
 import os
 import socket
-import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.harness import router_in_thread
 from tests.server.raw_upstream import Exchange, RawUpstream, answer, chunked, ollama_like
 from tests.server.support import router_before
 
@@ -66,8 +65,6 @@ def target() -> Iterator[Target]:
     """A misbehaving container and the router before it, in a thread of their own, so that
     hypothesis drives them synchronously."""
     plans: dict[str, Plan] = {}
-    started = threading.Event()
-    box: dict[str, Any] = {}
 
     async def generate(exchange: Exchange) -> None:
         plan = plans[exchange.request_id]
@@ -87,29 +84,13 @@ def target() -> Iterator[Target]:
         if plan.unsolicited:
             exchange.write(answer(own_answer("nobody-asked")))
 
-    async def serve() -> None:
+    @contextlib.asynccontextmanager
+    async def misbehaving() -> AsyncIterator[str]:
         async with RawUpstream(ollama_like(generate, version="0.32.15")) as upstream, router_before(upstream.url) as url:
-            box["port"], box["stop"] = int(url.rsplit(":", 1)[1]), asyncio.Event()
-            started.set()
-            await box["stop"].wait()
+            yield url
 
-    def run() -> None:
-        loop = box["loop"] = asyncio.new_event_loop()
-        try:
-            loop.run_until_complete(serve())
-        except BaseException as exc:  # surfaced below
-            box["error"] = exc
-        finally:
-            started.set()
-            loop.close()
-
-    thread = threading.Thread(target=run, name="fuzz-upstream", daemon=True)
-    thread.start()
-    started.wait(30)
-    assert "port" in box, f"router did not start: {box.get('error')!r}"
-    yield Target(box["port"], plans)
-    box["loop"].call_soon_threadsafe(box["stop"].set)
-    thread.join(15)
+    with router_in_thread(misbehaving, "fuzz-upstream") as port:
+        yield Target(port, plans)
 
 
 def ask(target: Target, request_id: str) -> bytes:

@@ -12,7 +12,7 @@ from typing import Any
 import anthropic
 import openai
 
-from tests.access.support import keys_add, parse_metrics, sample
+from tests.access.support import make_keys, parse_metrics, sample
 from tests.harness import RouterFleet
 
 # llama on two containers (both child processes, to be SIGKILLed), falling back to qwen.
@@ -45,15 +45,10 @@ WEATHER_TOOL = {
 }
 
 
-def make_keys(directory: Path) -> tuple[Path, dict[str, str]]:
+def make_keys_file(directory: Path) -> tuple[Path, dict[str, str]]:
     """A keys file with KEY_SPECS, made by `ollama-router keys add`."""
     file = directory / "keys.yaml"
-    keys = {}
-    for name, args in KEY_SPECS.items():
-        code, output = keys_add(file, name, *args)
-        assert code == 0, output.stderr
-        keys[name] = output.key
-    return file, keys
+    return file, make_keys(file, KEY_SPECS)
 
 
 @dataclass

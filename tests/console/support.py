@@ -15,7 +15,7 @@ from router.catalog import Catalog
 from router.server.app import create_app
 from router.server.runner import RunningApp, start_app
 from router.settings import RouterSettings
-from tests.access.support import keys_add, parse_metrics
+from tests.access.support import make_keys, parse_metrics
 from tests.harness import RouterFleet, catalog_yaml, router_fleet
 
 LLAMA = "llama3.2:3b"
@@ -50,19 +50,15 @@ class KeyedFleet:
         return f"Authorization: Bearer {self.keys[name]}"
 
 
-def make_keys(directory: Path) -> tuple[Path, dict[str, str]]:
+def make_keys_file(directory: Path) -> tuple[Path, dict[str, str]]:
+    """A keys file with KEY_SPECS, made by `ollama-router keys add`."""
     file = directory / "keys.yaml"
-    keys = {}
-    for name, args in KEY_SPECS.items():
-        code, output = keys_add(file, name, *args)
-        assert code == 0, output.stderr
-        keys[name] = output.key
-    return file, keys
+    return file, make_keys(file, KEY_SPECS)
 
 
 @contextlib.asynccontextmanager
 async def keyed_fleet(directory: Path, catalog: str = CATALOG, **kwargs: Any) -> AsyncIterator[KeyedFleet]:
-    file, keys = make_keys(directory)
+    file, keys = make_keys_file(directory)
     settings = {**FAST, "api_keys_file": str(file), **kwargs.pop("settings", {})}
     async with router_fleet(catalog, settings=settings, **kwargs) as fleet:
         yield KeyedFleet(fleet, file, keys)

@@ -16,7 +16,6 @@ import openai
 import orjson
 import redis
 
-from tests.access.support import keys_add
 from tests.harness import REPO, free_port, stop_process
 
 MODEL = "llama3.2:3b"
@@ -37,16 +36,6 @@ containers:
 models:
   {MODEL}: {{containers: [a]}}
 """
-
-
-def make_keys(file: Path, specs: dict[str, list[str]]) -> dict[str, str]:
-    """Keys made by the `keys add` CLI: name -> the secret it printed once."""
-    keys = {}
-    for name, args in specs.items():
-        code, output = keys_add(file, name, *args)
-        assert code == 0, output.stderr
-        keys[name] = output.key
-    return keys
 
 
 class RouterProcess:

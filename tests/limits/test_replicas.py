@@ -14,6 +14,7 @@ import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.access.support import make_keys
 from tests.conftest import EmulatorFactory
 from tests.limits.redis_server import RedisServer
 from tests.limits.support import (
@@ -22,7 +23,6 @@ from tests.limits.support import (
     PROMPT,
     RouterProcess,
     catalog_text,
-    make_keys,
     stored,
     until,
     until_answer,
