@@ -286,7 +286,7 @@ def _loss(served: OrderedDict[int, Served] | None, slots: int, preamble: int, no
         victim = _idle(served)
         if victim is None:
             return 0.0
-    return victim.weight * math.exp2((victim.placement - now) / horizon)
+    return victim.weight * math.exp2(min(0.0, (victim.placement - now) / horizon))  # never above its weight
 
 
 def _idle(served: OrderedDict[int, Served]) -> Served | None:
