@@ -680,6 +680,14 @@ def redis_vs_local(results: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def write_report(out: Path, name: str, table: str, document: dict[str, Any]) -> None:
+    """OUT/NAME.json (meta, results, derived), OUT/NAME.md (the table), and the table on stdout."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(document, indent=2) + "\n")
+    (out / f"{name}.md").write_text(table)
+    print(table)
+
+
 def markdown(results: dict[str, Any], derived: dict[str, Any], meta: dict[str, Any]) -> str:
     sides = meta["sides"]
     rows = [f"Router overhead benchmark ({meta['mode']} run, {meta['cpus']} CPUs, load: {meta['load_generator']}, "
@@ -800,11 +808,7 @@ async def amain(args: argparse.Namespace) -> int:
     }
     derived = derive(results)
     table = markdown(results, derived, meta)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "bench.json").write_text(json.dumps({"meta": meta, "results": results, "derived": derived}, indent=2) + "\n")
-    (out / "bench.md").write_text(table)
-    print(table)
+    write_report(Path(args.out), "bench", table, {"meta": meta, "results": results, "derived": derived})
     errors = sum(v.get("errors", 0) for level in ("non_streamed", "streaming") for sides in results[level].values() for v in sides.values())
     errors += sum(v["errors"] for v in results["hold"].values())
     if errors:

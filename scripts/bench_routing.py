@@ -564,11 +564,7 @@ async def amain(args: argparse.Namespace) -> int:
     }
     derived = derive(results)
     table = markdown(results, derived, meta)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "routing.json").write_text(json.dumps({"meta": meta, "results": results, "derived": derived}, indent=2) + "\n")
-    (out / "routing.md").write_text(table)
-    print(table)
+    base.write_report(Path(args.out), "routing", table, {"meta": meta, "results": results, "derived": derived})
     errors = sum(r["errors"] for sides_ in results.values() for r in sides_.values())
     if errors:
         print(f"bench: {errors} failed requests", file=sys.stderr)
