@@ -73,7 +73,7 @@ sys.path[:0] = [str(SCRIPTS.parent), str(SCRIPTS)]
 
 import bench as base  # noqa: E402 - the process helpers of scripts/bench.py
 from routing_replay import Pace, Replay, RunResult, progress_line  # noqa: E402
-from routing_trace import Fleet, Mix, Session, build_trace, summary  # noqa: E402
+from routing_trace import TRACES, Fleet, Session, build_trace, summary  # noqa: E402
 
 REPO = SCRIPTS.parent
 PYTHON = sys.executable
@@ -488,7 +488,7 @@ def markdown(results: dict[str, dict[str, Any]], derived: dict[str, Any], meta: 
 
 
 async def amain(args: argparse.Namespace) -> int:
-    mix = Mix()
+    mix = TRACES[args.trace]
     models = MODEL_NAMES[: args.models]
     fleet = Fleet(len(models) * args.containers, NUM_PARALLEL, PROMPT_RATE, DECODE_RATE)
     # Sessions already under way for as long as the longest one lasts, then enough for the window
@@ -556,6 +556,7 @@ async def amain(args: argparse.Namespace) -> int:
                          f"{PROMPT_RATE:g} tokens/s + answer x {fleet.token_seconds_full * 1e3:.1f} ms (a token's time when "
                          f"{NUM_PARALLEL} slots decode); with every prompt evaluated whole it would be {no_reuse:.3f} requests/s"),
         "capacity_no_reuse_rps": round(no_reuse, 4),
+        "trace_name": args.trace,
         "trace": mix.describe(),
         "trace_summary": summary(trace),
         "hot_path_us": hot,
@@ -584,6 +585,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--models", type=int, default=1, choices=range(1, len(MODEL_NAMES) + 1), help="models in the fleet (default 1)")
     parser.add_argument("--containers", type=int, default=4, help="containers per model (default 4)")
     parser.add_argument("--seed", type=int, default=16)
+    parser.add_argument("--trace", choices=sorted(TRACES), default="agent-heavy",
+                        help="the session mix (default agent-heavy, the one the floors are judged on)")
     parser.add_argument("--sides", nargs="+", default=None, help="only the sides whose name contains one of these")
     parser.add_argument("--litellm-venv", default=str(REPO / "bench-results" / "litellm-venv"), help="a virtual environment with litellm[proxy]")
     parser.add_argument("--no-litellm", action="store_true")

@@ -126,6 +126,17 @@ class Words:
         return " ".join([label, *self.pool[start : start + count - 1]])
 
 
+# Two mixes of the same three kinds of session. "agent-heavy" is the trace the floors
+# are judged on: a team's coding agents dominate what the fleet serves (about nine requests in
+# ten). "mixed" gives chats and one-shots a larger share (seven requests in ten from agents); a
+# chat's prompt is short, so every placement answers it quickly and the median of a policy that
+# scatters sessions sits between its fast chats and its slow agents.
+TRACES = {
+    "agent-heavy": Mix(agent_share=0.6, chat_share=0.25),
+    "mixed": Mix(),
+}
+
+
 def _message(role: str, content: str, tokens: int) -> tuple[dict[str, str], int]:
     return {"role": role, "content": content}, tokens + MESSAGE_OVERHEAD
 

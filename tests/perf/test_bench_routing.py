@@ -9,10 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "scripts"))
 
-from routing_trace import Fleet, Mix, build_trace  # noqa: E402
+from routing_trace import TRACES, Fleet, build_trace  # noqa: E402
 
 MODELS = ["llama3.2:3b", "qwen2.5:7b"]
 
@@ -25,8 +27,9 @@ def test_the_trace_is_seeded_and_a_longer_one_starts_with_the_same_sessions() ->
     assert build_trace(6, 30, MODELS)[0].turns[0].new_messages != short[0].turns[0].new_messages
 
 
-def test_the_trace_mixes_agents_chats_and_one_shots_as_the_issue_says() -> None:
-    mix = Mix()
+@pytest.mark.parametrize(("name", "agent_requests"), [("agent-heavy", (0.85, 0.95)), ("mixed", (0.6, 0.8))])
+def test_the_trace_mixes_agents_chats_and_one_shots_as_the_issue_says(name: str, agent_requests: tuple[float, float]) -> None:
+    mix = TRACES[name]
     trace = build_trace(16, 300, MODELS, mix)
     kinds = {kind: [s for s in trace if s.kind == kind] for kind in ("agent", "chat", "one-shot")}
     assert all(kinds.values())
@@ -39,7 +42,8 @@ def test_the_trace_mixes_agents_chats_and_one_shots_as_the_issue_says() -> None:
         sizes = [t.prompt_tokens for t in session.turns]
         assert sizes == sorted(sizes)  # each turn resends the conversation, grown
     requests = sum(len(s.turns) for s in trace)
-    assert sum(len(s.turns) for s in kinds["agent"]) / requests > 0.6  # agent-heavy
+    low, high = agent_requests
+    assert low < sum(len(s.turns) for s in kinds["agent"]) / requests < high
     arrivals = [s.arrival for s in trace]
     assert arrivals == sorted(arrivals)
     assert 0.8 < requests / arrivals[-1] < 1.25  # about one request per second of trace time
