@@ -5,7 +5,8 @@ One fleet of emulators (`python -m router.emulator`, modelling llama-server's
 slots, prompt cache, prompt rate and decode slow-down): by default one model
 on four containers (`--models`, `--containers`), num_parallel 4, prompt 4,000
 tokens/s, decode 40 tokens/s per slot, the emulator's default decode curve.
-The seeded, agent-heavy trace of scripts/routing_trace.py is replayed
+A seeded trace of scripts/routing_trace.py (`--trace`: agent-heavy, the
+one the floors are judged on, by default; or mixed) is replayed
 open-loop (scripts/routing_replay.py) at 50%, 80% and 100% of the fleet's
 capacity (derived from the emulator parameters: see routing_trace.py and the
 output) against each side in turn:
@@ -40,6 +41,7 @@ bounds K on two cores). Times are reported in real seconds.
 
     .venv/bin/python scripts/bench_routing.py            # full: 3 loads x 6 sides, about 45 minutes
     .venv/bin/python scripts/bench_routing.py --quick    # smoke: 80% only, short windows, about 2 minutes
+    .venv/bin/python scripts/bench_routing.py --trace mixed   # more chats and one-shots
 
 Output: a Markdown table (stdout and bench-results/routing.md) and
 bench-results/routing.json (meta, results, ratios, floors).
@@ -461,7 +463,7 @@ def markdown(results: dict[str, dict[str, Any]], derived: dict[str, Any], meta: 
         f"{meta['warmup_s']:g} s warm-up + {meta['seconds']:g} s measured per side and load, wall time; times below in real seconds)",
         "",
         f"Fleet: {meta['fleet']}. Capacity: {meta['capacity_rps']:.3f} requests/s ({meta['capacity_how']}).",
-        f"Trace (seed {meta['seed']}): {meta['trace']}; {meta['trace_summary']['agent_request_share']:.0%} of requests from agents, "
+        f"Trace {meta['trace_name']} (seed {meta['seed']}): {meta['trace']}; {meta['trace_summary']['agent_request_share']:.0%} of requests from agents, "
         f"prompts {meta['trace_summary']['mean_prompt_tokens']:,} tokens on average (up to {meta['trace_summary']['max_prompt_tokens']:,}).",
         "",
         "| load | side | TTFT p50 s | TTFT p95 s | TTFT p99 s | completed req/s | prompt tokens processed / request | prompt cached | proxy CPU µs / request | errors | p50 vs affinity | p99 vs affinity |",
@@ -476,7 +478,7 @@ def markdown(results: dict[str, dict[str, Any]], derived: dict[str, Any], meta: 
                 f"| {load} | {name} | {r['ttft_p50_s']:.2f} | {r['ttft_p95_s']:.2f} | {r['ttft_p99_s']:.2f} | {r['completed_per_s']:.3f} "
                 f"| {r['prompt_tokens_processed_per_request']:,} | {r['prompt_reuse']:.0%} | {r['proxy_cpu_us_per_request']:,} | {r['errors']} | {p50} | {p99} |"
             )
-    rows += ["", "| floor (80% load) | value | limit | met |", "|---|---|---|---|"]
+    rows += ["", f"| floor (80% load, {meta['trace_name']} trace) | value | limit | met |", "|---|---|---|---|"]
     for floor in derived["floors"].values():
         rows.append(f"| {floor['label']} | {floor['value']} | {floor['floor']} | {({True: 'yes', False: '**no**', None: '-'})[floor['met']]} |")
     rows += ["", "| router hot path (in-process, best of several runs) | µs / request |", "|---|---|"]

@@ -13,6 +13,9 @@ Sessions of three kinds, each on one of the fleet's models (chosen at random):
   typing between turns;
 - one-shot: one request with a document of 300-4,000 tokens.
 
+Two mixes of them (`TRACES`): agent-heavy (60% of sessions are agents, about
+nine requests in ten) and mixed (35%, seven in ten).
+
 Texts are words drawn from a fixed vocabulary: one word is one token for the
 emulator's tokenizer, so sizes are exact. Sessions arrive as a Poisson
 process; a session's turns follow one another (each waits for the previous
