@@ -39,7 +39,7 @@ time stays small against the sleeps (the work per token is the same, K times
 denser: LiteLLM's proxy, at about 0.1 s of CPU per streamed answer, is what
 bounds K on two cores). Times are reported in real seconds.
 
-    .venv/bin/python scripts/bench_routing.py            # full: 3 loads x 6 sides, about 45 minutes
+    .venv/bin/python scripts/bench_routing.py            # full: 3 loads x 6 sides, 30-45 minutes
     .venv/bin/python scripts/bench_routing.py --quick    # smoke: 80% only, short windows, about 2 minutes
     .venv/bin/python scripts/bench_routing.py --trace mixed   # more chats and one-shots
 
